@@ -1,0 +1,3 @@
+from lumamba_cli.cli import main
+
+main()

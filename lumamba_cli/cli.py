@@ -1,0 +1,92 @@
+"""The ``lumamba`` command line. Parsing and printing only: every command calls into a pipeline module.
+
+Each command group lives in ``lumamba_cli/commands/<name>.py`` and exposes ``register(app)``.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from lumamba_cli import DISCLAIMER, __version__
+from lumamba_cli.console import err
+from lumamba_cli.errors import ExitCode, LumambaError
+
+app = typer.Typer(
+    name="lumamba",
+    help=(
+        "Screen EEG recordings (EDF/EDF+/BDF) with LuMamba.\n\n"
+        f"{DISCLAIMER}\n\n"
+        "Exit codes: 0 ok, 1 internal error, 2 usage, 3 bad input file, 4 montage unusable, "
+        "5 weights/head problem, 6 some files of a batch failed, 7 network/offline."
+    ),
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode="rich",
+)
+
+_state = {"debug": False}
+
+
+def debug_enabled() -> bool:
+    return _state["debug"]
+
+
+def _version_callback(value: bool) -> None:
+    if value:
+        typer.echo(f"lumamba {__version__}")
+        raise typer.Exit(0)
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(
+        False, "--version", callback=_version_callback, is_eager=True, help="Print the version and exit."
+    ),
+    debug: bool = typer.Option(False, "--debug", help="Show full tracebacks on errors."),
+) -> None:
+    _state["debug"] = debug
+
+
+def _register_commands() -> None:
+    from lumamba_cli.commands import evaluate, heads, info, montage, schema, screen, train, weights
+
+    for module in (info, montage, screen, weights, heads, train, evaluate, schema):
+        module.register(app)
+
+
+_register_commands()
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console-script entry point: turns LumambaError into one line and its exit code."""
+    try:
+        app(args=argv, standalone_mode=False)
+    except LumambaError as exc:
+        if _state["debug"]:
+            raise
+        err.print(f"[bold red]error:[/] {exc.line()}", markup=True, highlight=False)
+        sys.exit(int(exc.code))
+    except typer.Exit as exc:
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        err.print("interrupted")
+        sys.exit(int(ExitCode.INTERRUPTED))
+    except Exception as exc:  # click usage errors and real bugs
+        import click
+
+        if isinstance(exc, click.exceptions.ClickException):
+            exc.show()
+            sys.exit(exc.exit_code)
+        if isinstance(exc, click.exceptions.Abort):
+            sys.exit(int(ExitCode.INTERRUPTED))
+        if _state["debug"]:
+            raise
+        err.print(
+            f"[bold red]internal error:[/] {type(exc).__name__}: {exc} "
+            "(this is a bug; rerun with --debug and report the traceback)"
+        )
+        sys.exit(int(ExitCode.INTERNAL))
+    sys.exit(0)

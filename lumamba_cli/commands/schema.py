@@ -1,0 +1,7 @@
+"""`lumamba schema` (placeholder until implemented)."""
+
+import typer
+
+
+def register(app: typer.Typer) -> None:
+    pass
