@@ -1,0 +1,58 @@
+"""Deterministic parity weights (``lumamba-parity-weights-v2``, fixtures' FORMULA.md part A).
+
+Used by the parity tests, by tests that need a checkpoint in the official layout, and by benchmarks.
+These are *not* trained weights: they only exist so that an implementation can be compared with the
+upstream code's golden outputs without shipping any real weights.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Iterable, Mapping
+
+import numpy as np
+
+FORMULA_VERSION = "lumamba-parity-weights-v2"
+
+# ln(e^0.01 - 1), correctly rounded (FORMULA.md R4; log(expm1) in binary64 is off in the last digits).
+_C_DT = -4.600166019324897
+_GROUPNORM_WEIGHTS = {
+    "patch_embed.proj_in.1.weight",
+    "patch_embed.proj_in.4.weight",
+    "patch_embed.proj_in.7.weight",
+}
+
+
+def _base(rank: int, numel: int) -> np.ndarray:
+    n = np.arange(numel, dtype=np.int64)
+    m = (n * n) % 65521
+    a = m.astype(np.float64) * 0.37 + 1.3 * float(rank)
+    return np.sin(a)
+
+
+def formula_tensor(key: str, shape: tuple[int, ...], rank: int) -> np.ndarray:
+    """Value of one upstream tensor (upstream name and shape, no ``model.`` prefix)."""
+    numel = int(np.prod(shape)) if len(shape) else 1
+    if key.endswith("A_log"):
+        d_state = shape[-1]
+        row = np.log(np.arange(1, d_state + 1, dtype=np.float64))
+        return np.broadcast_to(row, shape).copy()
+    if key.endswith(".D") or key.endswith("temparature"):
+        return np.ones(shape, dtype=np.float64)
+    s = _base(rank, numel)
+    if key.endswith("dt_proj.bias"):
+        values = _C_DT + 0.1 * s
+    elif ("norm" in key and key.endswith(".weight")) or key in _GROUPNORM_WEIGHTS:
+        values = 1.0 + 0.1 * s
+    elif len(shape) >= 2:
+        fan_in = numel // shape[0]
+        values = math.sqrt(2.0 / fan_in) * s
+    else:
+        values = 0.1 * s
+    return values.reshape(shape)
+
+
+def formula_state_dict(shapes: Mapping[str, Iterable[int]]) -> dict[str, np.ndarray]:
+    """Fill every key of ``shapes`` (upstream names) with the formula; ranks follow byte-wise sorting."""
+    keys = sorted(shapes)
+    return {key: formula_tensor(key, tuple(int(d) for d in shapes[key]), rank) for rank, key in enumerate(keys)}
