@@ -63,11 +63,12 @@ _register_commands()
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry point: turns LumambaError into one line and its exit code."""
     try:
-        app(args=argv, standalone_mode=False)
+        # With standalone_mode=False Click returns (not raises) the code of `raise typer.Exit(n)`.
+        result = app(args=argv, standalone_mode=False)
     except LumambaError as exc:
         if _state["debug"]:
             raise
-        err.print(f"[bold red]error:[/] {exc.line()}", markup=True, highlight=False)
+        err.print(f"[bold red]error:[/] {exc.line()}", markup=True, highlight=False, soft_wrap=True)
         sys.exit(int(exc.code))
     except typer.Exit as exc:
         sys.exit(exc.exit_code)
@@ -86,7 +87,8 @@ def main(argv: list[str] | None = None) -> None:
             raise
         err.print(
             f"[bold red]internal error:[/] {type(exc).__name__}: {exc} "
-            "(this is a bug; rerun with --debug and report the traceback)"
+            "(this is a bug; rerun with --debug and report the traceback)",
+            soft_wrap=True,
         )
         sys.exit(int(ExitCode.INTERNAL))
-    sys.exit(0)
+    sys.exit(result if isinstance(result, int) else 0)
