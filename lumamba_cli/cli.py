@@ -62,6 +62,9 @@ _register_commands()
 
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry point: turns LumambaError into one line and its exit code."""
+    from lumamba_cli import console
+
+    console.reset_disclaimer()  # once per run, also when tests call main() repeatedly in one process
     try:
         # With standalone_mode=False Click returns (not raises) the code of `raise typer.Exit(n)`.
         result = app(args=argv, standalone_mode=False)

@@ -23,6 +23,11 @@ def show_disclaimer(quiet: bool = False) -> None:
     _disclaimer_shown = True
 
 
+def reset_disclaimer() -> None:
+    global _disclaimer_shown
+    _disclaimer_shown = False
+
+
 def print_json(data: Any) -> None:
     """Write one JSON document to stdout (data for programs; never mixed with rich output)."""
     sys.stdout.write(json.dumps(data, indent=2, default=_json_default, ensure_ascii=False) + "\n")
