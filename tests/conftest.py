@@ -41,3 +41,12 @@ def _isolated_home(tmp_path_factory, monkeypatch):
     monkeypatch.setenv("LUMAMBA_HOME", str(home))
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("HF_HOME", str(home / "hf"))
+
+
+@pytest.fixture(autouse=True)
+def _one_torch_thread_under_xdist():
+    """Two xdist workers on two cores: more torch threads than cores only makes them wait for each other."""
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        import torch
+
+        torch.set_num_threads(1)
