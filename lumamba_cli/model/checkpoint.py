@@ -1,0 +1,375 @@
+"""Reading and writing LuMamba weights, always with strict key coverage.
+
+Three kinds of file:
+
+* the official ``PulpBio/LuMamba`` safetensors: the pre-training model's 142 float32 tensors, keys prefixed
+  ``model.`` (spec §2.6); the unprefixed form is accepted too;
+* Lightning ``.ckpt`` files, read only through ``torch.load(weights_only=True)`` — never unrestricted pickle;
+* lumamba head files: safetensors plus a ``lumamba_head`` metadata entry (:class:`HeadMetadata`), holding
+  either the whole fine-tuned model or only the ``classifier.*`` tensors of a head trained on top of an
+  official encoder identified by its sha256.
+
+A file that does not cover the model exactly (missing, unexpected or mis-shaped keys) raises
+:class:`~lumamba_cli.errors.WeightsError` naming the file: a partly random model is never run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import tempfile
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Mapping
+
+import torch
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from lumamba_cli import __version__
+from lumamba_cli.errors import WeightsError
+from lumamba_cli.model.lumamba import LuMamba, LuMambaConfig
+
+PREFIX = "model."
+HEAD_METADATA_KEY = "lumamba_head"
+HEAD_FORMAT_VERSION = 1
+# Only the pre-training model has these; classification drops them (upstream fine-tuning does the same).
+RECONSTRUCTION_PREFIXES = ("decoder_head.", "channel_emb.")
+CLASSIFIER_PREFIX = "classifier."
+_SHOWN = 5  # keys listed per category in an error line
+
+
+# ------------------------------------------------------------------------------------------ key shapes
+def model_key_shapes(config: LuMambaConfig) -> dict[str, tuple[int, ...]]:
+    """Upstream key → shape for ``config``, read off the model itself (built on the meta device, no memory)."""
+    with torch.device("meta"):
+        model = LuMamba(config)
+    return {key: tuple(value.shape) for key, value in model.state_dict().items()}
+
+
+def official_key_shapes(config: LuMambaConfig | None = None) -> dict[str, tuple[int, ...]]:
+    """The tensors of an official encoder file (pre-training model), without the ``model.`` prefix."""
+    config = config or LuMambaConfig.tiny()
+    return model_key_shapes(_pretraining(config))
+
+
+def _pretraining(config: LuMambaConfig) -> LuMambaConfig:
+    data = config.to_dict()
+    data.update(num_classes=0, classifier_option=None, classification_type="bc")
+    return LuMambaConfig.from_dict(data)
+
+
+def coverage_problems(found: Mapping[str, tuple[int, ...]], expected: Mapping[str, tuple[int, ...]]) -> str | None:
+    """One line describing missing, unexpected and mis-shaped keys, or None when they match exactly."""
+    missing = sorted(set(expected) - set(found))
+    unexpected = sorted(set(found) - set(expected))
+    misshaped = sorted(k for k in set(found) & set(expected) if tuple(found[k]) != tuple(expected[k]))
+    parts = []
+    if missing:
+        parts.append(f"{len(missing)} missing ({_first(missing)})")
+    if unexpected:
+        parts.append(f"{len(unexpected)} unexpected ({_first(unexpected)})")
+    if misshaped:
+        shown = ", ".join(f"{k} {list(found[k])} instead of {list(expected[k])}" for k in misshaped[:_SHOWN])
+        more = f", … {len(misshaped) - _SHOWN} more" if len(misshaped) > _SHOWN else ""
+        parts.append(f"{len(misshaped)} with the wrong shape ({shown}{more})")
+    return "; ".join(parts) if parts else None
+
+
+def _first(keys: list[str]) -> str:
+    shown = ", ".join(keys[:_SHOWN])
+    return shown + (f", … {len(keys) - _SHOWN} more" if len(keys) > _SHOWN else "")
+
+
+# ------------------------------------------------------------------------------------- raw file access
+def _is_safetensors(path: Path) -> bool:
+    # 8-byte little-endian header length followed by a JSON object
+    with open(path, "rb") as handle:
+        head = handle.read(9)
+    return len(head) == 9 and head[8:9] == b"{" and int.from_bytes(head[:8], "little") < os.path.getsize(path)
+
+
+def _safetensors_header(path: Path) -> tuple[dict[str, tuple[tuple[int, ...], str]], dict[str, str]]:
+    """{key: (shape, dtype)} and the metadata, reading only the header."""
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            metadata = dict(handle.metadata() or {})
+            info = {}
+            for key in handle.keys():
+                sl = handle.get_slice(key)
+                info[key] = (tuple(sl.get_shape()), str(sl.get_dtype()))
+    except Exception as exc:  # safetensors raises its own error types for corrupt files
+        raise WeightsError(f"not a readable safetensors file ({exc})", path=path) from None
+    return info, metadata
+
+
+def _load_safetensors(path: Path) -> dict[str, torch.Tensor]:
+    from safetensors.torch import load_file
+
+    try:
+        return load_file(str(path), device="cpu")
+    except Exception as exc:
+        raise WeightsError(f"cannot read the tensors ({exc})", path=path) from None
+
+
+def _load_lightning(path: Path) -> dict[str, torch.Tensor]:
+    """state_dict of a Lightning ``.ckpt`` through the restricted unpickler only."""
+    try:
+        checkpoint = torch.load(str(path), map_location="cpu", weights_only=True)
+    except Exception as exc:
+        # torch's message is several paragraphs with terminal colour codes; keep its first sentence
+        first = re.sub(r"\x1b\[[0-9;]*m", "", str(exc)).split(". ")[0].splitlines()[0] if str(exc) else ""
+        raise WeightsError(
+            "cannot be read with torch.load(weights_only=True), and lumamba never unpickles arbitrary "
+            f"objects ({type(exc).__name__}: {first})",
+            path=path,
+            hint="convert it to safetensors in a trusted environment",
+        ) from None
+    state = checkpoint.get("state_dict", checkpoint) if isinstance(checkpoint, dict) else None
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise WeightsError("has no state_dict of tensors", path=path)
+    return state
+
+
+def read_tensors(path: str | Path) -> dict[str, torch.Tensor]:
+    """All tensors of a safetensors or Lightning file, keys as stored."""
+    path = Path(path)
+    if not path.is_file():
+        raise WeightsError("weights file not found", path=path)
+    if _is_safetensors(path):
+        return _load_safetensors(path)
+    return _load_lightning(path)
+
+
+def strip_prefix(state: Mapping[str, torch.Tensor], path: Path | str) -> dict[str, torch.Tensor]:
+    """Remove the Lightning ``model.`` prefix; all keys must carry it, or none."""
+    prefixed = [k.startswith(PREFIX) for k in state]
+    if all(prefixed):
+        return {k[len(PREFIX):]: v for k, v in state.items()}
+    if not any(prefixed):
+        return dict(state)
+    raise WeightsError(
+        f"mixes keys with and without the '{PREFIX}' prefix ({sum(prefixed)} of {len(prefixed)} prefixed)", path=path
+    )
+
+
+def _check_values(state: Mapping[str, torch.Tensor], path: Path | str) -> None:
+    bad_dtype = sorted(k for k, v in state.items() if not v.is_floating_point())
+    if bad_dtype:
+        raise WeightsError(f"non-floating-point weights: {_first(bad_dtype)}", path=path)
+    non_finite = sorted(k for k, v in state.items() if not bool(torch.isfinite(v).all()))
+    if non_finite:
+        raise WeightsError(f"NaN or infinite values in {_first(non_finite)}", path=path)
+
+
+# ---------------------------------------------------------------------------------- official encoders
+def check_official_layout(path: str | Path) -> None:
+    """Raise WeightsError unless ``path`` is laid out exactly as an official PulpBio/LuMamba file.
+
+    Exactly: safetensors, every key prefixed ``model.``, the 142 tensors of the tiny pre-training model with
+    their shapes, all float32. Reads only the header.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise WeightsError("weights file not found", path=path)
+    if not _is_safetensors(path):
+        raise WeightsError("is not a safetensors file (official LuMamba files are)", path=path)
+    info, _ = _safetensors_header(path)
+    unprefixed = sorted(k for k in info if not k.startswith(PREFIX))
+    if unprefixed:
+        raise WeightsError(f"{len(unprefixed)} keys lack the '{PREFIX}' prefix ({_first(unprefixed)})", path=path)
+    found = {k[len(PREFIX):]: shape for k, (shape, _) in info.items()}
+    problem = coverage_problems(found, official_key_shapes())
+    if problem:
+        raise WeightsError(f"does not match the official LuMamba layout: {problem}", path=path)
+    not_f32 = sorted(k for k, (_, dtype) in info.items() if dtype.upper() not in ("F32", "FLOAT32"))
+    if not_f32:
+        raise WeightsError(f"{len(not_f32)} tensors are not float32 ({_first(not_f32)})", path=path)
+
+
+def load_official_encoder(path: str | Path, *, reconstruction: bool = True,
+                          config: LuMambaConfig | None = None) -> dict[str, torch.Tensor]:
+    """State dict (no prefix) of an official encoder file, or of a Lightning ``.ckpt`` of the same model.
+
+    The file must hold exactly the pre-training model of ``config`` (default LuMamba-tiny): 142 tensors.
+    ``reconstruction=True`` keeps ``decoder_head.*`` and ``channel_emb.*`` (for ``num_classes == 0``); False
+    drops them, leaving the encoder for a classification model. Tensors are returned as float32.
+    """
+    path = Path(path)
+    state = strip_prefix(read_tensors(path), path)
+    expected = official_key_shapes(config)
+    problem = coverage_problems({k: tuple(v.shape) for k, v in state.items()}, expected)
+    if problem:
+        raise WeightsError(f"does not cover the LuMamba pre-training model: {problem}", path=path)
+    _check_values(state, path)
+    return {
+        key: value.float()
+        for key, value in state.items()
+        if reconstruction or not key.startswith(RECONSTRUCTION_PREFIXES)
+    }
+
+
+def load_model(path: str | Path, config: LuMambaConfig | None = None, *, encoder_path=None,
+               allow_new_head: bool = False, backend: str = "torch") -> LuMamba:
+    """:meth:`LuMamba.from_checkpoint`: official/Lightning encoder or lumamba head file → model in eval mode."""
+    path = Path(path)
+    if not path.is_file():
+        raise WeightsError("weights file not found", path=path)
+    if _is_safetensors(path) and HEAD_METADATA_KEY in _safetensors_header(path)[1]:
+        model, metadata = load_head(path, encoder_path=encoder_path, backend=backend)
+        if config is not None and config.to_dict() != metadata.config:
+            raise WeightsError("the head file's configuration differs from the one requested", path=path)
+        return model
+    config = config or LuMambaConfig.tiny()
+    reconstruction = config.num_classes == 0
+    state = load_official_encoder(path, reconstruction=reconstruction, config=config)
+    model = LuMamba(config, backend=backend)
+    missing = sorted(set(model.state_dict()) - set(state))
+    if missing and not allow_new_head:
+        raise WeightsError(
+            f"holds no weights for the {config.head} head ({_first(missing)}); load a trained head file "
+            "instead, or fine-tune one",
+            path=path,
+        )
+    incompatible = model.load_state_dict(state, strict=False)
+    if incompatible.unexpected_keys or any(not k.startswith(CLASSIFIER_PREFIX) for k in incompatible.missing_keys):
+        raise WeightsError(f"keys do not fit the model: {incompatible}", path=path)  # a bug if it ever happens
+    return model.eval()
+
+
+# ----------------------------------------------------------------------------------------- head files
+class EncoderRef(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+
+
+class HeadMetadata(BaseModel):
+    """What a head file says about itself (stored as JSON under the ``lumamba_head`` metadata key)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    format_version: int = HEAD_FORMAT_VERSION
+    task: str
+    recipe_id: str
+    recipe_hash: str
+    labels: list[str]
+    classification_type: str
+    num_classes: int
+    head_option: str | None
+    config: dict[str, Any] = Field(default_factory=dict)  # LuMambaConfig.to_dict(); filled by save_head
+    encoder: EncoderRef | None = None  # official file it was fine-tuned from; None = trained from scratch
+    contains_encoder: bool = True  # False: only classifier.* tensors, the encoder comes from `encoder`
+    tool_version: str = __version__
+    created: str = Field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
+    training: dict[str, Any] = Field(default_factory=dict)
+    metrics: dict[str, Any] = Field(default_factory=dict)
+
+
+def sha256_file(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def save_head(path: str | Path, model: LuMamba, metadata: HeadMetadata) -> Path:
+    """Write ``model`` (whole, or only its ``classifier.*`` tensors) with its metadata, atomically."""
+    from safetensors.torch import save_file
+
+    path = Path(path)
+    cfg = model.config
+    if cfg.num_classes == 0:
+        raise ValueError("a head file needs a classification model (num_classes > 0)")
+    config_dict = cfg.to_dict()
+    if metadata.config and metadata.config != config_dict:
+        raise ValueError("metadata.config differs from the model's configuration")
+    mismatched = [
+        name for name, ours, theirs in (
+            ("num_classes", cfg.num_classes, metadata.num_classes),
+            ("classification_type", cfg.classification_type, metadata.classification_type),
+            ("head_option", cfg.classifier_option, metadata.head_option),
+        ) if ours != theirs
+    ]
+    if mismatched:
+        raise ValueError(f"metadata disagrees with the model on {', '.join(mismatched)}")
+    if not metadata.contains_encoder and metadata.encoder is None:
+        raise ValueError("a head-only file must name the encoder (sha256) it was trained on")
+    metadata = metadata.model_copy(update={"config": config_dict})
+    state = {
+        key: value.detach().to("cpu").contiguous()
+        for key, value in model.state_dict().items()
+        if metadata.contains_encoder or key.startswith(CLASSIFIER_PREFIX)
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(handle)
+    try:
+        save_file(state, temp, metadata={HEAD_METADATA_KEY: metadata.model_dump_json(), "format": "pt"})
+        os.replace(temp, path)
+    except BaseException:
+        Path(temp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def read_head_metadata(path: str | Path) -> HeadMetadata:
+    path = Path(path)
+    if not path.is_file():
+        raise WeightsError("head file not found", path=path)
+    if not _is_safetensors(path):
+        raise WeightsError("is not a safetensors head file", path=path)
+    _, raw = _safetensors_header(path)
+    if HEAD_METADATA_KEY not in raw:
+        raise WeightsError(f"has no '{HEAD_METADATA_KEY}' metadata: not a lumamba head file", path=path)
+    try:
+        metadata = HeadMetadata.model_validate(json.loads(raw[HEAD_METADATA_KEY]))
+    except (ValueError, ValidationError) as exc:
+        first = str(exc).splitlines()[0]
+        raise WeightsError(f"invalid head metadata ({first})", path=path) from None
+    if metadata.format_version > HEAD_FORMAT_VERSION:
+        raise WeightsError(
+            f"head format {metadata.format_version} is newer than this lumamba understands ({HEAD_FORMAT_VERSION})",
+            path=path, hint="upgrade lumamba",
+        )
+    return metadata
+
+
+def load_head(path: str | Path, encoder_path: str | Path | None = None, *,
+              backend: str = "torch") -> tuple[LuMamba, HeadMetadata]:
+    """Model (eval mode) and metadata of a head file; head-only files need the matching ``encoder_path``."""
+    path = Path(path)
+    metadata = read_head_metadata(path)
+    try:
+        config = LuMambaConfig.from_dict(metadata.config)
+    except (TypeError, ValueError) as exc:
+        raise WeightsError(f"invalid model configuration in the head metadata ({exc})", path=path) from None
+    state = strip_prefix(_load_safetensors(path), path)
+    if not metadata.contains_encoder:
+        stray = sorted(k for k in state if not k.startswith(CLASSIFIER_PREFIX))
+        if stray:
+            raise WeightsError(f"head-only file holds non-head tensors ({_first(stray)})", path=path)
+        if encoder_path is None:
+            raise WeightsError(
+                f"holds only the head; it needs the encoder '{metadata.encoder.name}' "
+                f"(sha256 {metadata.encoder.sha256[:12]}…)", path=path,
+            )
+        digest = sha256_file(encoder_path)
+        if digest != metadata.encoder.sha256:
+            raise WeightsError(
+                f"encoder sha256 {digest[:12]}… is not the {metadata.encoder.sha256[:12]}… this head was trained on "
+                f"({path.name})", path=encoder_path,
+            )
+        state.update(load_official_encoder(encoder_path, reconstruction=False, config=config))
+    expected = model_key_shapes(config)
+    problem = coverage_problems({k: tuple(v.shape) for k, v in state.items()}, expected)
+    if problem:
+        raise WeightsError(f"does not cover its model: {problem}", path=path)
+    _check_values(state, path)
+    model = LuMamba(config, backend=backend)
+    model.load_state_dict(state, strict=True)
+    return model.eval(), metadata
