@@ -1,0 +1,751 @@
+"""Dataset adapters: a dataset as distributed → labelled, preprocessed windows for training and evaluation.
+
+Each adapter finds the recordings of one public dataset in its distributed layout, gives every recording a
+subject id, a label (or window-level label events) and, where the dataset's authors fixed one, a split.
+:func:`assign_splits` then splits the rest **by subject, seeded**, so the same seed always gives the same
+split (upstream's splits were unseeded or depended on file-system order; spec §7.8).
+
+Windows come from the task recipe's own preprocessing (``preprocess.iter_windows``) and are cached on disk
+as one ``.npy`` per recording (opened as a memory map) plus a JSON index entry, keyed by the recipe hash,
+the input file's sha256, the reader and the preprocessing mode. After the first epoch nothing is decoded
+again, and memory stays bounded by one batch whatever the recordings' length.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import os
+import re
+import shutil
+import tempfile
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterable, Sequence
+
+import numpy as np
+
+from lumamba_cli.errors import BadInputError, MontageError, UsageError
+
+DATASETS = ("tuab", "tuar", "tusl", "mumtaz", "tdbrain", "apava", "manifest")
+SPLITS = ("train", "val", "test")
+CACHE_FORMAT = 1
+
+# TUAR "bc" (spec §3.4): any of these labels, seizure types included, makes a window positive.
+TUAR_ARTIFACT_LABELS = frozenset(
+    "chew chew_elec chew_musc cpsz elec elpp eyem eyem_chew eyem_elec eyem_musc eyem_shiv "
+    "fnsz gnsz musc musc_elec shiv shiv_elec tcsz".split()
+)
+TUH_BIPOLAR_NAMES = frozenset(
+    "FP1-F7 F7-T3 T3-T5 T5-O1 FP2-F8 F8-T4 T4-T6 T6-O2 A1-T3 T3-C3 C3-CZ CZ-C4 C4-T4 T4-A2 "
+    "FP1-F3 F3-C3 C3-P3 P3-O1 FP2-F4 F4-C4 C4-P4 P4-O2".split()
+)
+TUSL_CODES = {"bckg": 1, "seiz": 2, "slow": 3}  # anything else, or no annotation, is 0 (spec §3.5)
+COVERAGE_THRESHOLD = 0.30
+
+# APAVA (spec §3.6): ids are 1-based positions in upstream's unsorted os.listdir order; we use sorted order.
+APAVA_AD_IDS = frozenset({1, 3, 6, 8, 9, 11, 12, 13, 15, 17, 19, 21})
+APAVA_CHANNELS = ["C3", "C4", "F3", "F4", "F7", "F8", "Fp1", "Fp2", "O1", "O2", "P3", "P4", "T3", "T4", "T5", "T6"]
+APAVA_SFREQ = 256.0
+TDBRAIN_SFREQ = 500.0
+TDBRAIN_EOG = {"VPVA", "VNVB"}
+TDBRAIN_EMG = {"HPHL", "HNHR", "Erbs", "OrbOcc", "Mass"}
+
+
+@dataclass(frozen=True)
+class Event:
+    """A labelled time span (true seconds from the recording start) used for window-level labels."""
+
+    start_s: float
+    end_s: float
+    label: str
+    channel: str | None = None
+
+
+@dataclass
+class Source:
+    """One recording of a dataset, before preprocessing."""
+
+    path: Path
+    subject: str
+    label: int | None = None  # recording-level class index into recipe.labels
+    split: str | None = None  # fixed by the dataset (e.g. TUAB eval = test); None = assign_splits decides
+    events: list[Event] | None = None
+    reader: str = "edf"  # "edf" | "tdbrain-csv" | "apava-mat"
+    key: str = ""  # stable id for reports: the path relative to the dataset root
+
+    def to_json(self) -> dict:
+        return {"key": self.key, "subject": self.subject, "label": self.label, "split": self.split}
+
+
+@dataclass
+class DatasetIndex:
+    name: str
+    root: Path
+    sources: list[Source]
+    label_names: list[str]
+    window_rule: str  # "recording" | "coverage" (TUAR bc) | "majority" (TUSL, manifest events)
+    notes: list[str] = field(default_factory=list)
+
+
+# --------------------------------------------------------------------------------------------- discovery
+
+
+def check_request(dataset: str, root: Path) -> None:
+    """Cheap checks of --dataset/--data, done before anything slow (encoder lookup, decoding)."""
+    if dataset not in DATASETS:
+        raise UsageError(f"unknown dataset {dataset!r}; choose one of {', '.join(DATASETS)}")
+    if not Path(root).exists():
+        raise BadInputError("data path does not exist", path=root)
+
+
+def discover(
+    dataset: str,
+    root: Path,
+    label_names: Sequence[str],
+    *,
+    events_csv: Path | None = None,
+    apava_labels: Path | None = None,
+) -> DatasetIndex:
+    """Find and label the recordings of ``dataset`` under ``root`` (a folder, or a CSV for ``manifest``)."""
+    root = Path(root)
+    if not root.exists():
+        raise BadInputError("data path does not exist", path=root)
+    label_names = list(label_names)
+    if dataset == "tuab":
+        index = _discover_tuab(root, label_names)
+    elif dataset == "tuar":
+        index = _discover_tuh_csv(root, label_names, "tuar")
+    elif dataset == "tusl":
+        index = _discover_tuh_csv(root, label_names, "tusl")
+    elif dataset == "mumtaz":
+        index = _discover_mumtaz(root, label_names)
+    elif dataset == "tdbrain":
+        index = _discover_tdbrain(root, label_names)
+    elif dataset == "apava":
+        index = _discover_apava(root, label_names, apava_labels)
+    elif dataset == "manifest":
+        index = _discover_manifest(root, label_names, events_csv)
+    else:
+        raise UsageError(f"unknown dataset {dataset!r}; choose one of {', '.join(DATASETS)}")
+    if not index.sources:
+        raise BadInputError(f"no {dataset} recordings found (see `lumamba train --help` for the expected layout)", path=root)
+    return index
+
+
+def _label_index(label_names: list[str], name: str, where: Path | str) -> int:
+    lowered = [n.lower() for n in label_names]
+    text = str(name).strip()
+    if text.lower() in lowered:
+        return lowered.index(text.lower())
+    if re.fullmatch(r"\d+", text) and int(text) < len(label_names):
+        return int(text)
+    raise BadInputError(f"label {text!r} is not one of the task's labels {label_names}", path=where)
+
+
+def _require_labels(label_names: list[str], meaning: list[str], dataset: str) -> list[int]:
+    """Class indices for a dataset's classes, matched by position: the recipe orders its labels as upstream
+    numbered them (e.g. TUAB normal 0 / abnormal 1), whatever it calls them."""
+    if len(label_names) != len(meaning):
+        raise UsageError(
+            f"dataset {dataset!r} has {len(meaning)} classes ({', '.join(meaning)}); this task has "
+            f"{len(label_names)} labels {label_names}: pick the matching --task"
+        )
+    return list(range(len(meaning)))
+
+
+def _discover_tuab(root: Path, label_names: list[str]) -> DatasetIndex:
+    normal, abnormal = _require_labels(label_names, ["normal", "abnormal"], "tuab")
+    sources = []
+    for split_dir, split in (("train", None), ("eval", "test")):
+        for class_dir, label in (("normal", normal), ("abnormal", abnormal)):
+            folder = root / split_dir / class_dir / "01_tcp_ar"
+            for path in sorted(folder.glob("*.edf")):
+                sources.append(
+                    Source(path, _tuh_subject(path), label, split, key=str(path.relative_to(root)))
+                )
+    notes = ["TUAB: eval/ is the test set; train/ is split 80/20 by subject into train/val (seeded)"]
+    return DatasetIndex("tuab", root, sources, label_names, "recording", notes)
+
+
+def _tuh_subject(path: Path) -> str:
+    return path.name.split("_", 1)[0]
+
+
+def read_tuh_csv(path: Path) -> list[Event]:
+    """TUH annotation CSV: ``#`` comment lines, then ``channel,start_time,stop_time,label,confidence``."""
+    try:
+        lines = [line for line in path.read_text().splitlines() if line.strip() and not line.lstrip().startswith("#")]
+    except (OSError, UnicodeDecodeError) as exc:
+        raise BadInputError(f"cannot read annotation CSV ({exc})", path=path) from None
+    if not lines:
+        return []
+    reader = csv.DictReader(lines)
+    needed = {"channel", "start_time", "stop_time", "label"}
+    if not needed <= set(reader.fieldnames or []):
+        raise BadInputError(f"annotation CSV lacks columns {sorted(needed - set(reader.fieldnames or []))}", path=path)
+    events = []
+    for row_number, row in enumerate(reader, start=2):
+        try:
+            start, stop = float(row["start_time"]), float(row["stop_time"])
+        except ValueError:
+            raise BadInputError(f"line {row_number}: start/stop time is not a number", path=path) from None
+        if stop < start:
+            raise BadInputError(f"line {row_number}: stop_time before start_time", path=path)
+        events.append(Event(start, stop, row["label"].strip().lower(), row["channel"].strip().upper()))
+    return events
+
+
+def _discover_tuh_csv(root: Path, label_names: list[str], dataset: str) -> DatasetIndex:
+    edfs = sorted(p for p in root.rglob("*.edf"))
+    if dataset == "tuar":
+        # TUAR uses both the 01_tcp_ar and 02_tcp_le montage folders (spec §3.4)
+        rule = "coverage"
+        if len(label_names) != 2:
+            raise UsageError("the tuar adapter implements the binary (bc) protocol: the task must have 2 labels")
+        notes = ["TUAR bc: a window is positive when ≥30 % of its samples lie in an artifact/seizure annotation on "
+                 "one of the 22 TCP channels; split by subject here (upstream split by file)"]
+    else:
+        rule = "majority"
+        _require_labels(label_names, ["none", "bckg", "seiz", "slow"], "tusl")
+        # TUSL: each session uses only its first montage sub-folder (spec §3.5)
+        montage_folder = re.compile(r"^\d+_tcp_")
+        first_montage: dict[Path, str] = {}
+        for path in edfs:
+            if montage_folder.match(path.parent.name):
+                session = path.parent.parent
+                first_montage[session] = min(first_montage.get(session, path.parent.name), path.parent.name)
+        edfs = [p for p in edfs
+                if not montage_folder.match(p.parent.name) or first_montage[p.parent.parent] == p.parent.name]
+        notes = ["TUSL: window label = majority per-sample label (0 none, 1 bckg, 2 seiz, 3 slow; ties to the smaller)"]
+    sources = []
+    for path in edfs:
+        annotation = path.with_suffix(".csv")
+        if not annotation.exists():
+            raise BadInputError(f"no annotation file {annotation.name} next to the recording", path=path)
+        sources.append(Source(path, _tuh_subject(path), None, None, read_tuh_csv(annotation),
+                              key=str(path.relative_to(root))))
+    return DatasetIndex(dataset, root, sources, label_names, rule, notes)
+
+
+_MUMTAZ_NAME = re.compile(r"^(H|MDD)\s+S(\d+)\s+(EO|EC|TASK)\.edf$", re.IGNORECASE)
+
+
+def _discover_mumtaz(root: Path, label_names: list[str]) -> DatasetIndex:
+    healthy, mdd = _require_labels(label_names, ["healthy", "mdd"], "mumtaz")
+    sources = []
+    skipped = 0
+    for path in sorted(root.rglob("*.edf")):
+        match = _MUMTAZ_NAME.match(path.name)
+        if not match:
+            skipped += 1
+            continue
+        group, number, condition = match.group(1).upper(), int(match.group(2)), match.group(3).upper()
+        if condition == "TASK":  # upstream uses eyes-open and eyes-closed only
+            continue
+        label = mdd if group == "MDD" else healthy
+        sources.append(Source(path, f"{group}-S{number:03d}", label, None, key=str(path.relative_to(root))))
+    notes = ["Mumtaz2016: EO and EC recordings only; split by subject (seeded)"]
+    if skipped:
+        notes.append(f"{skipped} .edf files ignored: names not of the form '<H|MDD> S<n> <EO|EC|TASK>.edf'")
+    return DatasetIndex("mumtaz", root, sources, label_names, "recording", notes)
+
+
+def _discover_tdbrain(root: Path, label_names: list[str]) -> DatasetIndex:
+    healthy, parkinson = _require_labels(label_names, ["healthy", "parkinson"], "tdbrain")
+    participants_file = next(iter(sorted(root.rglob("TDBRAIN_participants_V2.tsv"))), None)
+    if participants_file is None:
+        raise BadInputError("TDBRAIN_participants_V2.tsv not found", path=root)
+    import pandas as pd
+
+    table = pd.read_csv(participants_file, sep="\t", dtype=str)
+    needed = {"participants_ID", "indication", "EC"}
+    if not needed <= set(table.columns):
+        raise BadInputError(f"participants table lacks columns {sorted(needed - set(table.columns))}", path=participants_file)
+    sources = []
+    seen = set()
+    for _, row in table.iterrows():
+        pid, indication = str(row["participants_ID"]).strip(), str(row["indication"]).strip().upper()
+        if pid in seen or indication not in ("PARKINSON", "HEALTHY"):
+            continue
+        try:
+            eyes_closed = float(row["EC"]) == 1.0
+        except (TypeError, ValueError):
+            eyes_closed = False
+        if not eyes_closed:
+            continue
+        seen.add(pid)
+        path = root / "derivatives" / pid / "ses-1" / "eeg" / f"{pid}_ses-1_task-restEC_eeg.csv"
+        if not path.exists():
+            continue
+        label = parkinson if indication == "PARKINSON" else healthy
+        sources.append(Source(path, pid, label, None, reader="tdbrain-csv", key=str(path.relative_to(root))))
+    sources.sort(key=lambda s: s.subject)
+    notes = ["TDBrain: PARKINSON vs HEALTHY with EC == 1, session 1 eyes-closed CSV at 500 Hz; subjects sorted "
+             "(upstream's order came from a Python set and was not reproducible)"]
+    return DatasetIndex("tdbrain", root, sources, label_names, "recording", notes)
+
+
+def _discover_apava(root: Path, label_names: list[str], labels_file: Path | None) -> DatasetIndex:
+    healthy, ad = _require_labels(label_names, ["healthy", "alzheimer"], "apava")
+    files = sorted(root.glob("*.mat"))
+    notes = [
+        "APAVA: upstream numbered subjects in unsorted os.listdir order, so its AD labels depended on the file "
+        "system; here subjects are numbered in sorted file-name order"
+    ]
+    given: dict[str, int] = {}
+    if labels_file is not None:
+        with open(labels_file, newline="") as handle:
+            for row in csv.DictReader(handle):
+                given[Path(row["path"]).name] = _label_index(label_names, row["label"], labels_file)
+        notes.append(f"labels from {labels_file.name}")
+    else:
+        notes.append("labels from the spec's AD id set {1,3,6,8,9,11,12,13,15,17,19,21} applied to sorted order; "
+                     "pass --labels to give them explicitly")
+    sources = []
+    for number, path in enumerate(files, start=1):
+        if labels_file is not None:
+            if path.name not in given:
+                raise BadInputError(f"{path.name} has no label in the labels file", path=labels_file)
+            label = given[path.name]
+        else:
+            label = ad if number in APAVA_AD_IDS else healthy
+        sources.append(Source(path, f"S{number:02d}", label, None, reader="apava-mat", key=path.name))
+    return DatasetIndex("apava", root, sources, label_names, "recording", notes)
+
+
+def _discover_manifest(manifest: Path, label_names: list[str], events_csv: Path | None) -> DatasetIndex:
+    if manifest.is_dir():
+        raise BadInputError("--dataset manifest expects a CSV file (path,label[,subject][,split])", path=manifest)
+    base = manifest.parent
+    with open(manifest, newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    if not rows or "path" not in rows[0]:
+        raise BadInputError("manifest must have a header with at least a 'path' column", path=manifest)
+    events: dict[str, list[Event]] = defaultdict(list)
+    if events_csv is not None:
+        with open(events_csv, newline="") as handle:
+            for n, row in enumerate(csv.DictReader(handle), start=2):
+                try:
+                    start, end = float(row["start_s"]), float(row["end_s"])
+                except (KeyError, ValueError):
+                    raise BadInputError(f"line {n}: needs numeric start_s and end_s", path=events_csv) from None
+                label = label_names[_label_index(label_names, row["label"], events_csv)]
+                events[str((base / row["path"]).resolve())].append(Event(start, end, label))
+    sources = []
+    for n, row in enumerate(rows, start=2):
+        path = (base / row["path"]).resolve()
+        if not path.exists():
+            raise BadInputError(f"line {n}: recording {row['path']} does not exist", path=manifest)
+        label_text = (row.get("label") or "").strip()
+        label = _label_index(label_names, label_text, manifest) if label_text else None
+        split = (row.get("split") or "").strip().lower() or None
+        if split is not None and split not in SPLITS:
+            raise BadInputError(f"line {n}: split {split!r} is not one of {SPLITS}", path=manifest)
+        own_events = events.get(str(path))
+        if label is None and not own_events:
+            raise BadInputError(f"line {n}: {row['path']} has neither a label nor events", path=manifest)
+        subject = (row.get("subject") or "").strip() or path.stem
+        sources.append(Source(path, subject, label, split, own_events, key=row["path"]))
+    rule = "majority" if events else "recording"
+    notes = []
+    if events:
+        notes.append("window label = majority label of its samples; unannotated samples take the recording's label "
+                     "(or the task's first label when the manifest gives none)")
+    return DatasetIndex("manifest", manifest, sources, label_names, rule, notes)
+
+
+# ------------------------------------------------------------------------------------------------ splits
+
+
+def assign_splits(
+    sources: list[Source], *, seed: int, val_fraction: float = 0.2, test_fraction: float = 0.15
+) -> dict[str, str]:
+    """Subject → split. Subjects already placed by the dataset keep their split; the rest are shuffled with
+    ``seed`` within each class (a subject's class = its most frequent recording label) so every split sees
+    every class. When the dataset fixes a test set, the remainder is split train/val only."""
+    fixed: dict[str, str] = {}
+    for source in sources:
+        if source.split is not None:
+            # a subject with any recording in the fixed test set goes wholly to test: never train on a test subject
+            if fixed.get(source.subject) != "test":
+                fixed[source.subject] = source.split
+    has_fixed_test = any(s.split == "test" for s in sources)
+    free_subjects: dict[str, list[int]] = defaultdict(list)
+    for source in sources:
+        if source.subject not in fixed:
+            free_subjects[source.subject].append(-1 if source.label is None else source.label)
+    by_class: dict[int, list[str]] = defaultdict(list)
+    for subject in sorted(free_subjects):
+        labels = Counter(free_subjects[subject])
+        by_class[min(labels, key=lambda k: (-labels[k], k))].append(subject)
+    rng = np.random.default_rng(seed)
+    assignment = dict(fixed)
+    test_share = 0.0 if has_fixed_test else test_fraction
+    for label in sorted(by_class):
+        subjects = list(rng.permutation(by_class[label]))
+        n = len(subjects)
+        n_test = int(round(n * test_share))
+        n_val = int(round(n * val_fraction))
+        # keep at least one subject of each class for training and validation, and for testing when possible
+        if n >= 2:
+            n_val = max(n_val, 1)
+        if n >= 3 and test_share > 0:
+            n_test = max(n_test, 1)
+        n_test = min(n_test, max(0, n - 2))
+        n_val = min(n_val, max(0, n - n_test - 1))
+        for i, subject in enumerate(subjects):
+            assignment[str(subject)] = "test" if i < n_test else "val" if i < n_test + n_val else "train"
+    return assignment
+
+
+# ------------------------------------------------------------------------------------------------ labels
+
+
+def window_labels(
+    index: DatasetIndex, source: Source, start_s: np.ndarray, window_s: float, sfreq: float
+) -> np.ndarray:
+    """Class index of every window of ``source`` (windows start at ``start_s``, true seconds)."""
+    n = len(start_s)
+    if index.window_rule == "recording" or (index.window_rule == "majority" and not source.events
+                                           and source.label is not None):
+        if source.label is None:
+            raise BadInputError("recording has no label", path=source.path)
+        return np.full(n, source.label, dtype=np.int64)
+    n_samples = int(round(window_s * sfreq))
+    times = start_s[:, None] + np.arange(n_samples)[None, :] / sfreq  # (N, T) sample times
+    if index.window_rule == "coverage":
+        covered = np.zeros(times.shape, dtype=bool)
+        for event in source.events or []:
+            if event.label in TUAR_ARTIFACT_LABELS and (event.channel or "") in TUH_BIPOLAR_NAMES:
+                covered |= (times >= event.start_s) & (times < event.end_s)
+        return (covered.mean(axis=1) >= COVERAGE_THRESHOLD).astype(np.int64)
+    # majority of per-sample labels, ties to the smaller class index
+    if index.name == "tusl":
+        codes = np.zeros(times.shape, dtype=np.int64)
+        for event in source.events or []:
+            code = TUSL_CODES.get(event.label, 0)
+            codes[(times >= event.start_s) & (times < event.end_s)] = code
+    else:
+        default = source.label if source.label is not None else 0
+        codes = np.full(times.shape, default, dtype=np.int64)
+        lowered = [name.lower() for name in index.label_names]
+        for event in source.events or []:
+            codes[(times >= event.start_s) & (times < event.end_s)] = lowered.index(event.label.lower())
+    n_classes = len(index.label_names)
+    counts = np.stack([(codes == k).sum(axis=1) for k in range(n_classes)], axis=1)
+    return counts.argmax(axis=1).astype(np.int64)  # argmax returns the first maximum: ties → smaller
+
+
+# ------------------------------------------------------------------------------------------- window cache
+
+
+def file_sha256(path: Path, _memo: dict = {}) -> str:  # noqa: B006 - process-wide memo by (path, size, mtime)
+    stat = path.stat()
+    key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns)
+    if key not in _memo:
+        digest = hashlib.sha256()
+        with open(path, "rb") as handle:
+            for chunk in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(chunk)
+        _memo[key] = digest.hexdigest()
+    return _memo[key]
+
+
+def default_cache_dir() -> Path:
+    home = os.environ.get("LUMAMBA_HOME")
+    if home:
+        return Path(home) / "cache" / "windows"
+    import platformdirs
+
+    return Path(platformdirs.user_cache_dir("lumamba")) / "windows"
+
+
+@dataclass
+class CachedWindows:
+    """Preprocessed (not z-scored) windows of one recording, memory-mapped from the cache."""
+
+    data: np.ndarray  # (N, C, T) float32 memmap, µV
+    start_s: np.ndarray  # (N,)
+    sfreq: float
+    channel_names: list[str]
+    positions: np.ndarray  # (C, 3) float32, metres
+    sha256: str
+    warnings: list[str]
+    eps: float = 1e-8  # z-score eps in the stored units (the recipe's)
+
+
+def cache_key(recipe, sha256: str, reader: str, mode: str) -> str:
+    material = json.dumps(
+        {"format": CACHE_FORMAT, "recipe": recipe.id, "recipe_hash": recipe.hash, "input_sha256": sha256,
+         "reader": reader, "mode": mode},
+        sort_keys=True,
+    )
+    return hashlib.sha256(material.encode()).hexdigest()[:32]
+
+
+def load_windows(source: Source, recipe, *, cache_dir: Path, mode: str = "auto") -> CachedWindows:
+    """Windows of ``source`` from the cache, preprocessing and caching them on the first call."""
+    sha256 = file_sha256(source.path)
+    key = cache_key(recipe, sha256, source.reader, mode)
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    array_path, meta_path = cache_dir / f"{key}.npy", cache_dir / f"{key}.json"
+    if not (array_path.exists() and meta_path.exists()):
+        _build_cache_entry(source, recipe, mode, array_path, meta_path, sha256)
+    meta = json.loads(meta_path.read_text())
+    data = np.load(array_path, mmap_mode="r")
+    return CachedWindows(
+        data=data,
+        start_s=np.asarray(meta["start_s"], dtype=np.float64),
+        sfreq=float(meta["sfreq"]),
+        channel_names=list(meta["channel_names"]),
+        positions=np.asarray(meta["positions"], dtype=np.float32),
+        sha256=sha256,
+        warnings=list(meta.get("warnings", [])),
+        eps=float(meta.get("eps", 1e-8)),
+    )
+
+
+def _build_cache_entry(source: Source, recipe, mode: str, array_path: Path, meta_path: Path, sha256: str) -> None:
+    # Stream blocks to a raw temp file (bounded memory), then prepend the .npy header once the count is known.
+    tmp_dir = array_path.parent
+    raw_fd, raw_name = tempfile.mkstemp(dir=tmp_dir, suffix=".raw")
+    n_windows, shape_tail, starts, sfreq, eps = 0, None, [], None, 1e-8
+    channel_names: list[str] = []
+    positions = None
+    warnings: list[str] = []
+    try:
+        with os.fdopen(raw_fd, "wb") as raw:
+            for block, names, pos, warns in _iter_source_blocks(source, recipe, mode):
+                data = np.ascontiguousarray(block.data, dtype=np.float32)
+                if shape_tail is None:
+                    shape_tail, channel_names, positions, warnings = data.shape[1:], names, pos, warns
+                raw.write(data.tobytes())
+                n_windows += data.shape[0]
+                starts.extend(float(s) for s in np.asarray(block.start_s))
+                sfreq = float(block.sfreq)
+                eps = float(getattr(block, "eps", 1e-8))
+        if shape_tail is None:
+            raise BadInputError(
+                f"recording is shorter than one {recipe.window_s} s window after preprocessing", path=source.path
+            )
+        fd, npy_tmp = tempfile.mkstemp(dir=tmp_dir, suffix=".npy")
+        with os.fdopen(fd, "wb") as out, open(raw_name, "rb") as raw:
+            header = {"descr": np.dtype(np.float32).str, "fortran_order": False, "shape": (n_windows, *shape_tail)}
+            np.lib.format.write_array_header_1_0(out, header)
+            shutil.copyfileobj(raw, out, 1 << 22)
+        os.replace(npy_tmp, array_path)
+        meta = {
+            "format": CACHE_FORMAT, "source": str(source.path), "sha256": sha256, "recipe": recipe.id,
+            "recipe_hash": recipe.hash, "reader": source.reader, "mode": mode, "n_windows": n_windows,
+            "sfreq": sfreq, "eps": eps, "start_s": starts, "channel_names": channel_names,
+            "positions": np.asarray(positions, dtype=np.float64).tolist(), "warnings": warnings,
+        }
+        tmp_meta = meta_path.with_suffix(".json.tmp")
+        tmp_meta.write_text(json.dumps(meta))
+        os.replace(tmp_meta, meta_path)
+    finally:
+        Path(raw_name).unlink(missing_ok=True)
+
+
+def _iter_source_blocks(source: Source, recipe, mode: str):
+    """Yield (WindowBlock, channel_names, positions, warnings) using the project's real pipeline stages."""
+    from lumamba_cli import preprocess
+    from lumamba_cli.montage import load_registry
+
+    registry = load_registry()
+    if source.reader == "edf":
+        from lumamba_cli.recording import open_recording
+
+        recording = open_recording(source.path)
+    elif source.reader == "tdbrain-csv":
+        recording = _tdbrain_recording(source.path)
+    elif source.reader == "apava-mat":
+        recording = _apava_recording(source.path)
+    else:  # pragma: no cover - adapters only create the readers above
+        raise ValueError(source.reader)
+    try:
+        report = registry.resolve(recording, layout=recipe.layout)
+        if not getattr(report, "usable", True):
+            raise MontageError(f"channels cannot satisfy the {recipe.id} layout: {report.verdict}", path=source.path)
+        derivation = report.derivation
+        warnings = list(getattr(recording, "warnings", []))
+        for block in preprocess.iter_windows(recording, recipe, derivation, mode=mode, on_skip=warnings.append):
+            if len(block.start_s):
+                # the block's own names/positions: the recipe may reorder rows (TUH script order)
+                names = list(block.channel_names or derivation.channel_names)
+                positions = np.asarray(block.positions if block.positions is not None else derivation.positions,
+                                       dtype=np.float32)
+                yield block, names, positions, warnings
+    finally:
+        close = getattr(recording, "close", None)
+        if close is not None:
+            close()
+
+
+# ------------------------------------------------------------------- non-EDF sources as in-memory recordings
+
+
+class ArrayRecording:
+    """A recording held in memory (TDBrain CSV, APAVA .mat) with the interface of ``recording.Recording``,
+    so the same montage and preprocessing stages serve every dataset. ``segment_lengths`` (samples) marks
+    pieces that preprocessing must treat separately (APAVA's epochs)."""
+
+    file_format = "array"
+    reader = "memory"
+    start_time = None
+
+    def __init__(self, path, data, sfreq, labels, kinds, *, unit="uV", segment_lengths=None):
+        from lumamba_cli.recording import ChannelInfo, Segment
+
+        self.path = Path(path)
+        self.file_size = self.path.stat().st_size
+        self._data = np.ascontiguousarray(data, dtype=np.float64)
+        n = self._data.shape[1]
+        self.duration_s = n / sfreq
+        self.warnings: list[str] = []
+        self.annotations: list = []
+        self.channels = [
+            ChannelInfo(index=i, label=str(label), kind=kind, sfreq=float(sfreq), n_samples=n, unit=unit, to_uv=1.0,
+                        physical_min=float(self._data[i].min()) if n else 0.0,
+                        physical_max=float(self._data[i].max()) if n else 0.0, digital_min=0, digital_max=0,
+                        prefilter="", transducer="", flat=bool(n and np.ptp(self._data[i]) == 0))
+            for i, (label, kind) in enumerate(zip(labels, kinds))
+        ]
+        lengths = list(segment_lengths) if segment_lengths else [n]
+        self.segments = []
+        start = 0
+        for length in lengths:
+            # separate pieces get a 1-s true-time gap so nothing ever treats them as continuous
+            onset = start / sfreq + len(self.segments)
+            self.segments.append(Segment(onset_s=onset, data_start_s=start / sfreq, duration_s=length / sfreq))
+            start += length
+        self._sfreq = float(sfreq)
+
+    def read(self, channels, start_s=0.0, stop_s=None):
+        first = int(round(start_s * self._sfreq))
+        last = self._data.shape[1] if stop_s is None else int(round(stop_s * self._sfreq))
+        return self._data[list(channels), first:last].copy()
+
+    def close(self) -> None:
+        pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def _tdbrain_recording(path: Path):
+    import pandas as pd
+
+    try:
+        table = pd.read_csv(path)
+    except Exception as exc:  # pandas raises many types for malformed CSVs
+        raise BadInputError(f"cannot read TDBrain CSV ({exc})", path=path) from None
+    kinds = {name: "eog" if name in TDBRAIN_EOG else "emg" if name in TDBRAIN_EMG else "eeg" for name in table.columns}
+    numeric = [c for c in table.columns if np.issubdtype(table[c].dtype, np.number)]
+    data = table[numeric].to_numpy(dtype=np.float64).T
+    return ArrayRecording(path, data, TDBRAIN_SFREQ, numeric, [kinds[c] for c in numeric], unit="uV")
+
+
+def _unwrap_cell(value) -> np.ndarray:
+    """MATLAB cells load as nested 1-element object arrays; peel them down to the numeric array."""
+    value = np.asarray(value)
+    while value.dtype == object and value.size == 1:
+        value = np.asarray(value.item())
+    return np.asarray(value, dtype=np.float64)
+
+
+def _apava_recording(path: Path):
+    from scipy.io import loadmat
+
+    try:
+        mat = loadmat(str(path))
+    except Exception as exc:
+        raise BadInputError(f"cannot read .mat file ({exc})", path=path) from None
+    # upstream reads data[2][0][j]; the variable is 'data' in the distributed files, else the only one there
+    payload = mat.get("data", next((v for k, v in mat.items() if not k.startswith("__")), None))
+    try:
+        container = payload[2][0]
+        epochs = [_unwrap_cell(container[j]) for j in range(len(container))]
+    except (TypeError, IndexError, ValueError):
+        raise BadInputError("not an APAVA subject file: data[2][0] holds no epochs", path=path) from None
+    if not epochs or any(e.shape != (16, 1280) for e in epochs):
+        raise BadInputError("APAVA epochs must be (16, 1280) arrays at 256 Hz", path=path)
+    # each epoch is its own segment: upstream filters every 5-s epoch separately (spec §3.6)
+    data = np.concatenate(epochs, axis=1)
+    lengths = [e.shape[1] for e in epochs]
+    return ArrayRecording(path, data, APAVA_SFREQ, APAVA_CHANNELS, ["eeg"] * 16, unit="uV", segment_lengths=lengths)
+
+
+# -------------------------------------------------------------------------------------- labelled windows
+
+
+@dataclass
+class SplitWindows:
+    """All windows of one split: references into the per-recording caches, plus labels."""
+
+    recordings: list[Source]
+    caches: list[CachedWindows]
+    recording_of: np.ndarray  # (M,) index into recordings
+    window_of: np.ndarray  # (M,) index into that recording's windows
+    labels: np.ndarray  # (M,)
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def counts(self, n_classes: int) -> list[int]:
+        return np.bincount(self.labels, minlength=n_classes).tolist()
+
+    def batch(self, indices: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(x (B,C,T) float32 z-scored per window and channel, positions (B,C,3), labels (B,)) for window indices."""
+        x = np.empty((len(indices), *self.caches[self.recording_of[indices[0]]].data.shape[1:]), dtype=np.float32)
+        for row, i in enumerate(indices):
+            cache = self.caches[self.recording_of[i]]
+            x[row] = zscore_windows(cache.data[self.window_of[i]][None], cache.eps)[0]
+        pos = np.stack([self.caches[self.recording_of[i]].positions for i in indices])
+        return x, pos, self.labels[indices]
+
+
+def build_split(
+    index: DatasetIndex,
+    sources: Iterable[Source],
+    recipe,
+    *,
+    cache_dir: Path,
+    mode: str = "auto",
+    on_error: Callable[[Source, Exception], None] | None = None,
+    progress: Callable[[Source], None] | None = None,
+) -> SplitWindows:
+    recordings, caches, rec_of, win_of, labels = [], [], [], [], []
+    for source in sources:
+        if progress is not None:
+            progress(source)
+        try:
+            cached = load_windows(source, recipe, cache_dir=cache_dir, mode=mode)
+        except (BadInputError, MontageError) as exc:
+            if on_error is None:
+                raise
+            on_error(source, exc)
+            continue
+        window_s = cached.data.shape[2] / cached.sfreq
+        y = window_labels(index, source, cached.start_s, window_s, cached.sfreq)
+        r = len(recordings)
+        recordings.append(source)
+        caches.append(cached)
+        rec_of.append(np.full(len(y), r, dtype=np.int64))
+        win_of.append(np.arange(len(y), dtype=np.int64))
+        labels.append(y)
+    cat = (lambda parts: np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64))
+    return SplitWindows(recordings, caches, cat(rec_of), cat(win_of), cat(labels))
+
+
+def zscore_windows(x: np.ndarray, eps: float = 1e-8) -> np.ndarray:
+    """Per window and channel, unbiased std + eps, in float32 (spec §3.0): the same function screening uses."""
+    from lumamba_cli.preprocess import zscore
+
+    return np.asarray(zscore(np.asarray(x, dtype=np.float32), eps), dtype=np.float32)
