@@ -79,12 +79,11 @@ def main(argv: list[str] | None = None) -> None:
         err.print("interrupted")
         sys.exit(int(ExitCode.INTERRUPTED))
     except Exception as exc:  # click usage errors and real bugs
-        import click
-
-        if isinstance(exc, click.exceptions.ClickException):
+        # Typer may vendor its own click, so recognise click's exceptions by shape rather than by class.
+        if hasattr(exc, "exit_code") and hasattr(exc, "show"):
             exc.show()
             sys.exit(exc.exit_code)
-        if isinstance(exc, click.exceptions.Abort):
+        if type(exc).__name__ == "Abort":
             sys.exit(int(ExitCode.INTERRUPTED))
         if _state["debug"]:
             raise
