@@ -1,7 +1,29 @@
-"""`lumamba schema` (placeholder until implemented)."""
+"""`lumamba schema`: print the JSON Schema of the reports or of the manifest lines."""
+
+from __future__ import annotations
+
+from enum import Enum
 
 import typer
 
+from lumamba_cli import console
+
+
+class SchemaKind(str, Enum):
+    report = "report"
+    manifest = "manifest"
+
+
+def schema(
+    kind: SchemaKind = typer.Option(
+        SchemaKind.report, "--kind", help="report: <stem>.<task>.json files; manifest: each line of manifest.jsonl."
+    ),
+) -> None:
+    """Print the JSON Schema (draft 2020-12) that lumamba's reports are validated against, on stdout."""
+    from lumamba_cli.report import json_schema
+
+    console.print_json(json_schema(kind.value))
+
 
 def register(app: typer.Typer) -> None:
-    pass
+    app.command("schema")(schema)

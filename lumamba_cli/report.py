@@ -1,0 +1,567 @@
+"""Per-window rows, the recording-level summary and provenance → CSV and JSON files (+ their JSON Schema).
+
+Reports are the product a researcher keeps, so they are written atomically (a crash leaves either the old file
+or the new one, never half of one), carry the research-only disclaimer inside the file itself, and contain no
+wall-clock timestamp: the same recording and weights give byte-identical reports.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as _dt
+import hashlib
+import io
+import json
+import math
+import os
+import platform
+import tempfile
+from dataclasses import dataclass, field
+from importlib import metadata
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+from lumamba_cli import DISCLAIMER, __version__
+
+SCHEMA_VERSION = "1.0"
+# Probabilities are rounded so that reports do not depend on the last float32 bits of a BLAS kernel.
+PROBABILITY_DECIMALS = 6
+QC_TASK = "qc"
+TMP_SUFFIX = ".lumamba-tmp"
+
+
+# --------------------------------------------------------------------------------------------------- files
+
+
+def atomic_write(path: str | Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` so that readers only ever see the old or the complete new file.
+
+    The temporary file lives in the destination folder because ``os.replace`` is only atomic within one file
+    system; it is fsynced before the rename and the folder after it, so a power cut cannot leave an empty file.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # The pid in the name lets a later run tell a crashed writer's leftover from a live one (sweep_temporaries).
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.", suffix=TMP_SUFFIX, dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp_name, path)
+    except BaseException:
+        # KeyboardInterrupt included: a leftover *.tmp would look like an unfinished report.
+        try:
+            os.unlink(tmp_name)
+        except FileNotFoundError:
+            pass
+        raise
+    _fsync_dir(path.parent)
+
+
+def _fsync_dir(folder: Path) -> None:
+    try:
+        dir_fd = os.open(folder, os.O_RDONLY)
+    except OSError:  # some platforms (Windows) cannot open folders; the rename is still atomic there
+        return
+    try:
+        os.fsync(dir_fd)
+    except OSError:
+        pass
+    finally:
+        os.close(dir_fd)
+
+
+def sweep_temporaries(folder: str | Path) -> list[Path]:
+    """Delete temporary files that a killed lumamba process left in ``folder`` (their writer pid is gone)."""
+    removed = []
+    folder = Path(folder)
+    if not folder.is_dir():
+        return removed
+    for candidate in folder.rglob(f".*{TMP_SUFFIX}"):
+        parts = candidate.name[: -len(TMP_SUFFIX)].split(".")
+        pid = next((int(p) for p in reversed(parts[:-1]) if p.isdigit()), None)
+        if pid is not None and pid != os.getpid() and _pid_alive(pid):
+            continue
+        try:
+            candidate.unlink()
+            removed.append(candidate)
+        except OSError:
+            pass
+    return removed
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    except OSError:
+        return False
+    return True
+
+
+def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while block := handle.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def output_names(stem: str, task: str) -> tuple[str, str]:
+    """File names (CSV, JSON) of one recording's report for one task; qc-only runs use task ``qc``."""
+    return f"{stem}.{task}.windows.csv", f"{stem}.{task}.json"
+
+
+# ---------------------------------------------------------------------------------------------------- rows
+
+
+@dataclass
+class WindowRow:
+    """One analysed window. Windows that fail QC stay in the report, flagged; ``excluded`` only means that
+    the window does not count towards the summary."""
+
+    index: int
+    start_s: float
+    end_s: float
+    segment: int = 0
+    probabilities: dict[str, float] | None = None
+    label: str | None = None
+    qc_pass: bool = True
+    qc_flags: list[str] = field(default_factory=list)
+    qc_bad_channels: dict[str, list[str]] = field(default_factory=dict)  # flag → channels (JSON only)
+    excluded: bool = False
+    excluded_reason: str | None = None
+
+    def clock(self, start_time: _dt.datetime | None) -> str | None:
+        if start_time is None:
+            return None
+        return (start_time + _dt.timedelta(seconds=self.start_s)).isoformat()
+
+
+def probability_column(label: str) -> str:
+    safe = "".join(ch if ch.isalnum() else "_" for ch in label.strip()).strip("_") or "class"
+    return f"p_{safe}"
+
+
+# ------------------------------------------------------------------------------------------------- summary
+
+
+def _longest_run(flags: Sequence[bool], rows: Sequence[WindowRow]) -> tuple[int, float]:
+    """Longest stretch of consecutive windows above threshold; windows that do not touch (a gap, a segment
+    boundary, an excluded window in between) break the run, so a run is always one contiguous stretch of EEG."""
+    best_n, best_s = 0, 0.0
+    run_n, run_start, prev = 0, 0.0, None
+    for flag, row in zip(flags, rows):
+        contiguous = prev is not None and row.segment == prev.segment and abs(row.start_s - prev.end_s) < 1e-6
+        if flag:
+            if run_n and contiguous:
+                run_n += 1
+            else:
+                run_n, run_start = 1, row.start_s
+            run_s = row.end_s - run_start
+            if run_n > best_n or (run_n == best_n and run_s > best_s):
+                best_n, best_s = run_n, run_s
+        else:
+            run_n = 0
+        prev = row
+    return best_n, round(best_s, 6)
+
+
+def _predicted_names(label: str | None) -> set[str]:
+    """Output names a window's predicted label stands for: one class (bc/mcc), the positive channels of an mc
+    head ("FP1-F7;T3-T5"), or channel=class pairs of an mmc head, which name the output "channel:class"."""
+    if not label:
+        return set()
+    return {part.replace("=", ":") for part in label.split(";")} | {label}
+
+
+def summarise(
+    rows: Sequence[WindowRow],
+    labels: Sequence[str] | None,
+    *,
+    threshold: float = 0.5,
+    positive_label: str | None = None,
+) -> dict[str, Any]:
+    """Recording-level figures over the windows that are not excluded.
+
+    Upstream scores windows independently and publishes no recording-level rule, so these are descriptive
+    statistics only (mean, fraction above threshold, longest run), never a verdict.
+    """
+    used = [row for row in rows if not row.excluded]
+    summary: dict[str, Any] = {
+        "threshold": threshold,
+        "windows_total": len(rows),
+        "windows_used": len(used),
+        "windows_excluded": len(rows) - len(used),
+        "qc_failed": sum(1 for row in rows if not row.qc_pass),
+        "positive_label": positive_label,
+        "classes": [],
+        "positive": None,
+    }
+    if not labels:
+        return summary
+    for label in labels:
+        values = [row.probabilities[label] for row in used if row.probabilities is not None]
+        above = [value >= threshold for value in values]
+        run_n, run_s = _longest_run(above, [row for row in used if row.probabilities is not None])
+        entry = {
+            "label": label,
+            "mean_probability": round(math.fsum(values) / len(values), PROBABILITY_DECIMALS) if values else None,
+            "fraction_above_threshold": round(sum(above) / len(values), PROBABILITY_DECIMALS) if values else None,
+            "longest_run_windows": run_n,
+            "longest_run_s": run_s,
+            "predicted": sum(1 for row in used if label in _predicted_names(row.label)),
+        }
+        summary["classes"].append(entry)
+        if label == positive_label:
+            summary["positive"] = entry
+    return summary
+
+
+# -------------------------------------------------------------------------------------------------- report
+
+
+def library_versions() -> dict[str, str | None]:
+    versions: dict[str, str | None] = {"lumamba": __version__, "python": platform.python_version()}
+    for dist in ("torch", "mne", "numpy", "pyedflib"):
+        try:
+            versions[dist] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            versions[dist] = None
+    return versions
+
+
+def build_report(
+    *,
+    task: str,
+    input_info: dict[str, Any],
+    rows: Sequence[WindowRow],
+    labels: Sequence[str] | None,
+    summary: dict[str, Any],
+    montage: dict[str, Any] | None = None,
+    recipe: dict[str, Any] | None = None,
+    model: dict[str, Any] | None = None,
+    qc: dict[str, Any] | None = None,
+    start_time: _dt.datetime | None = None,
+    warnings: Iterable[str] = (),
+) -> dict[str, Any]:
+    """Assemble one recording's report for one task as a JSON-ready dict (validated by :func:`json_schema`)."""
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "disclaimer": DISCLAIMER,
+        "task": task,
+        "input": input_info,
+        "montage": montage,
+        "recipe": recipe,
+        "model": model,
+        "qc": qc,
+        "versions": library_versions(),
+        "labels": list(labels) if labels else [],
+        "summary": summary,
+        "warnings": list(warnings),
+        "windows": [
+            {
+                "index": row.index,
+                "start_s": round(row.start_s, 6),
+                "end_s": round(row.end_s, 6),
+                "start_time": row.clock(start_time),
+                "segment": row.segment,
+                "probabilities": row.probabilities,
+                "label": row.label,
+                "qc_pass": row.qc_pass,
+                "qc_flags": list(row.qc_flags),
+                "qc_bad_channels": dict(row.qc_bad_channels),
+                "excluded": row.excluded,
+                "excluded_reason": row.excluded_reason,
+            }
+            for row in rows
+        ],
+    }
+
+
+def csv_bytes(rows: Sequence[WindowRow], labels: Sequence[str] | None, start_time: _dt.datetime | None) -> bytes:
+    """The per-window table; its first line is a ``#`` comment with the disclaimer (pandas: ``comment='#'``)."""
+    buffer = io.StringIO()
+    buffer.write(f"# {DISCLAIMER}\n")
+    writer = csv.writer(buffer, lineterminator="\n")
+    header = ["start_s", "end_s"]
+    if start_time is not None:
+        header.append("start_time")
+    labels = list(labels or [])
+    header += [probability_column(label) for label in labels]
+    if labels:
+        header.append("predicted")
+    header += ["qc_pass", "qc_flags", "excluded", "excluded_reason"]
+    writer.writerow(header)
+    for row in rows:
+        line: list[Any] = [f"{row.start_s:.6f}", f"{row.end_s:.6f}"]
+        if start_time is not None:
+            line.append(row.clock(start_time))
+        for label in labels:
+            value = None if row.probabilities is None else row.probabilities.get(label)
+            line.append("" if value is None else f"{value:.{PROBABILITY_DECIMALS}f}")
+        if labels:
+            line.append(row.label or "")
+        line += [
+            "true" if row.qc_pass else "false",
+            ";".join(row.qc_flags),
+            "true" if row.excluded else "false",
+            row.excluded_reason or "",
+        ]
+        writer.writerow(line)
+    return buffer.getvalue().encode("utf-8")
+
+
+def write_csv(path: str | Path, rows: Sequence[WindowRow], labels: Sequence[str] | None,
+              start_time: _dt.datetime | None = None) -> Path:
+    atomic_write(path, csv_bytes(rows, labels, start_time))
+    return Path(path)
+
+
+def write_json(path: str | Path, report: dict[str, Any]) -> Path:
+    text = json.dumps(report, indent=1, ensure_ascii=False, default=_json_default, allow_nan=False)
+    atomic_write(path, (text + "\n").encode("utf-8"))
+    return Path(path)
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, (_dt.datetime, _dt.date)):
+        return value.isoformat()
+    if isinstance(value, Path):
+        return str(value)
+    if hasattr(value, "model_dump"):
+        return value.model_dump(mode="json")
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+# ------------------------------------------------------------------------------------------------- schemas
+
+_NULLABLE_STR = {"type": ["string", "null"]}
+_NULLABLE_NUM = {"type": ["number", "null"]}
+
+_CLASS_SUMMARY = {
+    "type": "object",
+    "required": ["label", "mean_probability", "fraction_above_threshold", "longest_run_windows", "longest_run_s"],
+    "properties": {
+        "label": {"type": "string"},
+        "mean_probability": {"type": ["number", "null"], "minimum": 0, "maximum": 1},
+        "fraction_above_threshold": {"type": ["number", "null"], "minimum": 0, "maximum": 1},
+        "longest_run_windows": {"type": "integer", "minimum": 0},
+        "longest_run_s": {"type": "number", "minimum": 0},
+        "predicted": {"type": "integer", "minimum": 0},
+    },
+}
+
+REPORT_SCHEMA: dict[str, Any] = {
+    "$schema": "https://json-schema.org/draft/2020-12/schema",
+    "$id": "urn:lumamba:schema:report:" + SCHEMA_VERSION,
+    "title": "lumamba screening report (one recording, one task)",
+    "description": DISCLAIMER,
+    "type": "object",
+    "required": ["schema_version", "disclaimer", "task", "input", "montage", "recipe", "model", "versions",
+                 "labels", "summary", "windows"],
+    "properties": {
+        "schema_version": {"const": SCHEMA_VERSION},
+        "disclaimer": {"const": DISCLAIMER},
+        "task": {"type": "string", "description": "task recipe id, or 'qc' for the model-free quality screen"},
+        "input": {
+            "type": "object",
+            "required": ["path", "size", "sha256", "header"],
+            "properties": {
+                "path": {"type": "string"},
+                "size": {"type": "integer", "minimum": 0},
+                "sha256": {"type": "string", "pattern": "^[0-9a-f]{64}$"},
+                "header": {
+                    "type": "object",
+                    "required": ["format", "reader", "duration_s", "start_time", "channels", "segments"],
+                    "properties": {
+                        "format": {"type": "string"},
+                        "reader": {"type": "string"},
+                        "duration_s": {"type": "number", "minimum": 0},
+                        "start_time": _NULLABLE_STR,
+                        "channels": {"type": "integer", "minimum": 0},
+                        "segments": {
+                            "type": "array",
+                            "items": {
+                                "type": "object",
+                                "required": ["onset_s", "data_start_s", "duration_s"],
+                                "properties": {
+                                    "onset_s": {"type": "number"},
+                                    "data_start_s": {"type": "number"},
+                                    "duration_s": {"type": "number", "minimum": 0},
+                                },
+                            },
+                        },
+                        "warnings": {"type": "array", "items": {"type": "string"}},
+                    },
+                },
+            },
+        },
+        "montage": {
+            "type": ["object", "null"],
+            "required": ["rows"],
+            "properties": {
+                "layout": _NULLABLE_STR,
+                "verdict": _NULLABLE_STR,
+                "used_channels": {"type": "array", "items": {"type": "string"}},
+                "rows": {
+                    "type": "array",
+                    "items": {
+                        "type": "object",
+                        "required": ["raw", "canonical", "source", "used"],
+                        "properties": {
+                            "raw": {"type": "string"},
+                            "canonical": _NULLABLE_STR,
+                            "source": {"type": "string"},
+                            "used": {"type": "boolean"},
+                            "reason": _NULLABLE_STR,
+                        },
+                    },
+                },
+            },
+        },
+        "recipe": {
+            "type": ["object", "null"],
+            "required": ["id", "hash", "mode"],
+            "properties": {
+                "id": {"type": "string"},
+                "hash": {"type": "string"},
+                "mode": {"enum": ["whole", "chunked"]},
+                "deviation": _NULLABLE_STR,
+                "window_s": {"type": "number"},
+                "step_s": {"type": "number"},
+                "target_sfreq": {"type": "number"},
+            },
+        },
+        "model": {
+            "type": ["object", "null"],
+            "required": ["encoder", "head", "backend", "device", "precision"],
+            "properties": {
+                "encoder": {
+                    "type": "object",
+                    "required": ["file", "sha256"],
+                    "properties": {"file": _NULLABLE_STR, "sha256": _NULLABLE_STR, "name": _NULLABLE_STR,
+                                   "embedded_in_head": {"type": "boolean"}},
+                },
+                "head": {
+                    "type": "object",
+                    "required": ["id", "sha256"],
+                    "properties": {"id": {"type": "string"}, "sha256": {"type": "string"}, "file": _NULLABLE_STR},
+                },
+                "backend": {"type": "string"},
+                "device": {"type": "string"},
+                "precision": {"enum": ["float32", "bfloat16", "float64"]},
+                "classification_type": _NULLABLE_STR,
+            },
+        },
+        "qc": {"type": ["object", "null"]},
+        "versions": {
+            "type": "object",
+            "required": ["lumamba", "python", "torch", "mne", "numpy", "pyedflib"],
+            "additionalProperties": _NULLABLE_STR,
+        },
+        "labels": {"type": "array", "items": {"type": "string"}},
+        "summary": {
+            "type": "object",
+            "required": ["threshold", "windows_total", "windows_used", "windows_excluded", "classes", "positive"],
+            "properties": {
+                "threshold": {"type": "number", "minimum": 0, "maximum": 1},
+                "windows_total": {"type": "integer", "minimum": 0},
+                "windows_used": {"type": "integer", "minimum": 0},
+                "windows_excluded": {"type": "integer", "minimum": 0},
+                "qc_failed": {"type": "integer", "minimum": 0},
+                "positive_label": _NULLABLE_STR,
+                "classes": {"type": "array", "items": _CLASS_SUMMARY},
+                "positive": {"oneOf": [{"type": "null"}, _CLASS_SUMMARY]},
+            },
+        },
+        "warnings": {"type": "array", "items": {"type": "string"}},
+        "windows": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["index", "start_s", "end_s", "start_time", "probabilities", "label", "qc_pass",
+                             "qc_flags", "excluded", "excluded_reason"],
+                "properties": {
+                    "index": {"type": "integer", "minimum": 0},
+                    "start_s": {"type": "number", "minimum": 0},
+                    "end_s": {"type": "number", "minimum": 0},
+                    "start_time": _NULLABLE_STR,
+                    "segment": {"type": "integer", "minimum": 0},
+                    "probabilities": {
+                        "type": ["object", "null"],
+                        "additionalProperties": {"type": "number", "minimum": 0, "maximum": 1},
+                    },
+                    "label": _NULLABLE_STR,
+                    "qc_pass": {"type": "boolean"},
+                    "qc_flags": {"type": "array", "items": {"type": "string"}},
+                    "qc_bad_channels": {"type": "object",
+                                        "additionalProperties": {"type": "array", "items": {"type": "string"}}},
+                    "excluded": {"type": "boolean"},
+                    "excluded_reason": _NULLABLE_STR,
+                },
+            },
+        },
+    },
+}
+
+MANIFEST_SCHEMA: dict[str, Any] = {
+    "$schema": "https://json-schema.org/draft/2020-12/schema",
+    "$id": "urn:lumamba:schema:manifest:" + SCHEMA_VERSION,
+    "title": "lumamba run manifest: one JSON object per line of manifest.jsonl",
+    "description": DISCLAIMER,
+    "type": "object",
+    "required": ["schema_version", "path", "status", "error", "duration_s", "outputs", "tasks"],
+    "properties": {
+        "schema_version": {"const": SCHEMA_VERSION},
+        "path": {"type": "string", "description": "absolute path of the input recording"},
+        "status": {"enum": ["ok", "failed", "skipped"]},
+        "error": _NULLABLE_STR,
+        "error_code": {"type": ["integer", "null"]},
+        "duration_s": {"type": "number", "minimum": 0},
+        "outputs": {"type": "array", "items": {"type": "string"}, "description": "paths relative to the manifest"},
+        "tasks": {"type": "array", "items": {"type": "string"}},
+        "size": {"type": ["integer", "null"]},
+        "mtime_ns": {"type": ["integer", "null"]},
+        "windows": {"type": ["integer", "null"]},
+        "finished_utc": _NULLABLE_STR,
+    },
+}
+
+
+def json_schema(kind: str = "report") -> dict[str, Any]:
+    """The published JSON Schema of a report (``report``) or of one manifest line (``manifest``)."""
+    if kind == "report":
+        return REPORT_SCHEMA
+    if kind == "manifest":
+        return MANIFEST_SCHEMA
+    raise ValueError(f"unknown schema kind {kind!r} (report or manifest)")
+
+
+def input_summary(recording: Any, sha256: str) -> dict[str, Any]:
+    """The ``input`` block of a report from an open :class:`~lumamba_cli.recording.Recording`."""
+    start = getattr(recording, "start_time", None)
+    return {
+        "path": str(Path(recording.path).resolve()),
+        "size": int(getattr(recording, "file_size", None) or os.path.getsize(recording.path)),
+        "sha256": sha256,
+        "header": {
+            "format": str(recording.file_format),
+            "reader": str(recording.reader),
+            "duration_s": float(recording.duration_s),
+            "start_time": start.isoformat() if start is not None else None,
+            "channels": len(recording.channels),
+            "segments": [
+                {"onset_s": float(seg.onset_s), "data_start_s": float(seg.data_start_s),
+                 "duration_s": float(seg.duration_s)}
+                for seg in recording.segments
+            ],
+            "warnings": [str(w) for w in getattr(recording, "warnings", [])],
+        },
+    }
