@@ -42,8 +42,10 @@ Units: windows are carried in µV (float32 in :class:`WindowBlock`); a recipe wh
 from __future__ import annotations
 
 import math
+import os
 import warnings
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -127,6 +129,27 @@ def _quiet() -> Any:
     return mne.utils.use_log_level("error")
 
 
+# Rows are filtered and resampled independently, and MNE's FFTs release the GIL: groups of channels in threads give
+# bit-identical results in about half the time on 2 cores (1-h TUAB resample: 3.9 s → 2.0 s).
+_MIN_SAMPLES_FOR_THREADS = 100_000
+
+
+def _across_channels(operation: Callable[[np.ndarray], np.ndarray], data: np.ndarray) -> np.ndarray:
+    workers = min(os.cpu_count() or 1, data.shape[0], 8)
+    if workers < 2 or data.shape[-1] < _MIN_SAMPLES_FOR_THREADS:
+        return operation(data)
+    edges = np.linspace(0, data.shape[0], workers + 1).astype(int)
+    bounds = list(zip(edges[:-1], edges[1:]))
+    with ThreadPoolExecutor(workers, thread_name_prefix="lumamba-mne") as pool:
+        parts = list(pool.map(lambda ab: operation(data[ab[0] : ab[1]]), bounds))
+    if all(np.shares_memory(part, data) for part in parts):  # filtered in place: nothing to gather
+        return data
+    out = np.empty((data.shape[0],) + parts[0].shape[1:], dtype=parts[0].dtype)
+    for (start, stop), part in zip(bounds, parts):
+        out[start:stop] = part
+    return out
+
+
 def bandpass(data: np.ndarray, sfreq: float, recipe: Recipe) -> np.ndarray:
     """``raw.filter(l, h)`` with MNE's defaults, in place on a float64 (C, n) array."""
     if recipe.bandpass is None:
@@ -136,11 +159,11 @@ def bandpass(data: np.ndarray, sfreq: float, recipe: Recipe) -> np.ndarray:
     with _quiet(), warnings.catch_warnings():
         # MNE warns when the filter is longer than a short signal; the result is still what upstream got.
         warnings.simplefilter("ignore", RuntimeWarning)
-        return mne.filter.filter_data(
-            data, sfreq, recipe.bandpass.l_freq, recipe.bandpass.h_freq, filter_length="auto",
+        return _across_channels(lambda rows: mne.filter.filter_data(
+            rows, sfreq, recipe.bandpass.l_freq, recipe.bandpass.h_freq, filter_length="auto",
             l_trans_bandwidth="auto", h_trans_bandwidth="auto", method="fir", copy=False, phase="zero",
             fir_window="hamming", fir_design="firwin", pad="reflect_limited",
-        )
+        ), data)
 
 
 def notch(data: np.ndarray, sfreq: float, recipe: Recipe) -> np.ndarray:
@@ -151,11 +174,11 @@ def notch(data: np.ndarray, sfreq: float, recipe: Recipe) -> np.ndarray:
 
     with _quiet(), warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
-        return mne.filter.notch_filter(
-            data, sfreq, [recipe.notch.freq], filter_length="auto", notch_widths=None,
+        return _across_channels(lambda rows: mne.filter.notch_filter(
+            rows, sfreq, [recipe.notch.freq], filter_length="auto", notch_widths=None,
             trans_bandwidth=recipe.notch.trans_bandwidth, method="fir", copy=False, phase="zero",
             fir_window="hamming", fir_design="firwin", pad="reflect_limited",
-        )
+        ), data)
 
 
 def needs_resampling(sfreq: float, recipe: Recipe) -> bool:
@@ -173,10 +196,10 @@ def resample_whole(data: np.ndarray, sfreq: float, recipe: Recipe) -> np.ndarray
     import mne
 
     with _quiet():
-        return mne.filter.resample(
-            data, up=float(recipe.target_sfreq), down=float(sfreq), npad="auto", window="auto", pad="auto",
+        return _across_channels(lambda rows: mne.filter.resample(
+            rows, up=float(recipe.target_sfreq), down=float(sfreq), npad="auto", window="auto", pad="auto",
             method="fft", axis=-1,
-        )
+        ), data)
 
 
 def filter_length(sfreq: float, recipe: Recipe) -> int:
