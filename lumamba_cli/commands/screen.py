@@ -81,7 +81,7 @@ def screen(
     Windows that fail signal-quality checks are flagged, not hidden. Exit code 0 when every file succeeded,
     6 when some failed (see manifest.jsonl), 3/4/5 when a single named file cannot be screened.
     """
-    from lumamba_cli.batch import ScreenOptions, run_screen
+    from lumamba_cli.screen import ScreenOptions, run_screen
     from lumamba_cli.errors import UsageError
 
     if jobs < 1:
