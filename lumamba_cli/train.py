@@ -52,7 +52,7 @@ class TrainOptions:
     freeze_encoder: bool = False
     class_weights: str = "none"  # "none" | "balanced"
     seed: int = 0
-    head_option: str | None = None  # None = recipe default; "luma" | "mamba" | "linear"
+    head_option: str | None = None  # None = recipe default; "luna" | "mamba" | "linear"
     config: str = "tiny"
     device: str = "auto"
     resume: bool = False
