@@ -9,6 +9,7 @@ from typing import Any
 from rich.console import Console
 
 from lumamba_cli import DISCLAIMER
+from lumamba_cli.fileio import json_default
 
 err = Console(stderr=True, highlight=False, soft_wrap=False)
 
@@ -30,20 +31,6 @@ def reset_disclaimer() -> None:
 
 def print_json(data: Any) -> None:
     """Write one JSON document to stdout (data for programs; never mixed with rich output)."""
-    sys.stdout.write(json.dumps(data, indent=2, default=_json_default, ensure_ascii=False) + "\n")
+    sys.stdout.write(json.dumps(data, indent=2, default=json_default, ensure_ascii=False) + "\n")
     sys.stdout.flush()
 
-
-def _json_default(value: Any) -> Any:
-    import datetime as _dt
-    from pathlib import Path
-
-    if isinstance(value, (_dt.datetime, _dt.date)):
-        return value.isoformat()
-    if isinstance(value, Path):
-        return str(value)
-    if hasattr(value, "model_dump"):
-        return value.model_dump(mode="json")
-    if hasattr(value, "tolist"):
-        return value.tolist()
-    raise TypeError(f"not JSON serialisable: {type(value).__name__}")

@@ -9,67 +9,32 @@ from __future__ import annotations
 
 import csv
 import datetime as _dt
-import hashlib
 import io
 import json
 import math
 import os
 import platform
-import tempfile
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 from lumamba_cli import DISCLAIMER, __version__
+from lumamba_cli.fileio import TMP_SUFFIX, atomic_write_bytes, json_default
+from lumamba_cli.fileio import sha256_file  # noqa: F401  (screen.py and benchmarks import it from here)
 
 SCHEMA_VERSION = "1.0"
 # Probabilities are rounded so that reports do not depend on the last float32 bits of a BLAS kernel.
 PROBABILITY_DECIMALS = 6
 QC_TASK = "qc"
-TMP_SUFFIX = ".lumamba-tmp"
 
 
 # --------------------------------------------------------------------------------------------------- files
 
 
-def atomic_write(path: str | Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` so that readers only ever see the old or the complete new file.
-
-    The temporary file lives in the destination folder because ``os.replace`` is only atomic within one file
-    system; it is fsynced before the rename and the folder after it, so a power cut cannot leave an empty file.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # The pid in the name lets a later run tell a crashed writer's leftover from a live one (sweep_temporaries).
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.", suffix=TMP_SUFFIX, dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp_name, path)
-    except BaseException:
-        # KeyboardInterrupt included: a leftover *.tmp would look like an unfinished report.
-        try:
-            os.unlink(tmp_name)
-        except FileNotFoundError:
-            pass
-        raise
-    _fsync_dir(path.parent)
-
-
-def _fsync_dir(folder: Path) -> None:
-    try:
-        dir_fd = os.open(folder, os.O_RDONLY)
-    except OSError:  # some platforms (Windows) cannot open folders; the rename is still atomic there
-        return
-    try:
-        os.fsync(dir_fd)
-    except OSError:
-        pass
-    finally:
-        os.close(dir_fd)
+# A module-level name, not a direct call of atomic_write_bytes: batch tests import it from here, and
+# write_csv/write_json look it up at call time so that a test can replace it with one that crashes mid-write.
+atomic_write = atomic_write_bytes
 
 
 def sweep_temporaries(folder: str | Path) -> list[Path]:
@@ -101,14 +66,6 @@ def _pid_alive(pid: int) -> bool:
     except OSError:
         return False
     return True
-
-
-def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while block := handle.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def output_names(stem: str, task: str) -> tuple[str, str]:
@@ -323,21 +280,9 @@ def write_csv(path: str | Path, rows: Sequence[WindowRow], labels: Sequence[str]
 
 
 def write_json(path: str | Path, report: dict[str, Any]) -> Path:
-    text = json.dumps(report, indent=1, ensure_ascii=False, default=_json_default, allow_nan=False)
+    text = json.dumps(report, indent=1, ensure_ascii=False, default=json_default, allow_nan=False)
     atomic_write(path, (text + "\n").encode("utf-8"))
     return Path(path)
-
-
-def _json_default(value: Any) -> Any:
-    if isinstance(value, (_dt.datetime, _dt.date)):
-        return value.isoformat()
-    if isinstance(value, Path):
-        return str(value)
-    if hasattr(value, "model_dump"):
-        return value.model_dump(mode="json")
-    if hasattr(value, "tolist"):
-        return value.tolist()
-    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
 
 
 # ------------------------------------------------------------------------------------------------- schemas

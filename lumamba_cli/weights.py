@@ -12,11 +12,9 @@ Heads: the public release has no task heads. Heads that users train or receive l
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Literal
@@ -25,12 +23,13 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from lumamba_cli.errors import LumambaError, NetworkError, WeightsError
+from lumamba_cli.fileio import atomic_copy, atomic_write_bytes
+from lumamba_cli.fileio import sha256_file as _sha256_uncached
 
 ENCODERS_FILE_ENV = "LUMAMBA_ENCODERS_FILE"
 HOME_ENV = "LUMAMBA_HOME"
 HEAD_METADATA_KEY = "lumamba_head"
 
-_CHUNK = 1 << 20
 _SHA_CACHE_LIMIT = 512
 _HEX40 = re.compile(r"^[0-9a-f]{40}$")
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
@@ -236,55 +235,14 @@ def sha256_file(path: str | Path, *, use_cache: bool = True) -> str:
         hit = cache.get(key)
         if isinstance(hit, list) and len(hit) == 3 and hit[0] == stat.st_size and hit[1] == stat.st_mtime_ns:
             return str(hit[2])
-    digest = hashlib.sha256()
     try:
-        with path.open("rb") as handle:
-            while chunk := handle.read(_CHUNK):
-                digest.update(chunk)
+        value = _sha256_uncached(path)
     except OSError as exc:
         raise WeightsError(f"cannot read: {_first_line(exc)}", path=path) from None
-    value = digest.hexdigest()
     cache.pop(key, None)
     cache[key] = [stat.st_size, stat.st_mtime_ns, value]
     _write_sha_cache(cache)
     return value
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def _atomic_copy(source: Path, dest: Path) -> str:
-    """Copy through a temporary file in the destination folder, then rename: readers never see half a file.
-
-    Returns the sha256 of the bytes actually written, so the caller can check the source did not change
-    between verification and copy.
-    """
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent)
-    digest = hashlib.sha256()
-    try:
-        with os.fdopen(fd, "wb") as out, source.open("rb") as src:
-            while chunk := src.read(_CHUNK):
-                digest.update(chunk)
-                out.write(chunk)
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(tmp, dest)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return digest.hexdigest()
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -617,7 +575,7 @@ def import_encoder(
             raise WeightsError(
                 "a different file with this name is already imported", path=dest, hint="pass --force to replace it"
             )
-    written = _atomic_copy(file, dest)
+    written = atomic_copy(file, dest)
     if written != check.sha256:
         dest.unlink(missing_ok=True)
         raise WeightsError("the file changed while it was being imported; try again", path=file)
@@ -900,7 +858,7 @@ def import_head(file: str | Path, *, force: bool = False) -> HeadRecord:
             stored.warnings = warnings + ["already in the store; nothing copied"]
             return stored
         raise WeightsError("a different head is stored under this id", path=dest, hint="pass --force to replace it")
-    written = _atomic_copy(file, dest)
+    written = atomic_copy(file, dest)
     if _head_id(record.task, written) != record.id:
         dest.unlink(missing_ok=True)
         raise WeightsError("the file changed while it was being imported; try again", path=file)

@@ -24,14 +24,7 @@ from lumamba_cli.model.checkpoint import (
 )
 from lumamba_cli.model.formula import formula_state_dict
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # pytest -n 2 on 2 cores: extra OpenMP threads would spin-wait against each other
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+from model_helpers import one_torch_thread  # noqa: F401  (autouse: one torch thread per test)
 
 
 OFFICIAL_FILE_BYTES = 16_793_276  # each PulpBio/LuMamba file (spec §2.6)

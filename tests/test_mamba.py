@@ -20,15 +20,7 @@ from lumamba_cli.model.mamba import (
     torch_scan,
 )
 
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # pytest -n 2 on 2 cores: extra OpenMP threads would spin-wait against each other
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+from model_helpers import load_formula_weights, one_torch_thread  # noqa: F401  (autouse: one torch thread per test)
 
 
 def scan_inputs(batch, length, d_inner=12, d_state=5, dtype=torch.float64, step_scale=1.0, seed=0):
@@ -144,12 +136,9 @@ def test_fused_backend_matches_torch_on_gpu():
     if not available:
         pytest.skip(reason)
     from lumamba_cli.model import LuMamba, LuMambaConfig
-    from lumamba_cli.model.formula import formula_state_dict
 
     config = LuMambaConfig.tiny(num_classes=2, classifier_option="mamba")
-    model = LuMamba(config).eval()
-    weights = formula_state_dict({k: tuple(v.shape) for k, v in model.state_dict().items()})
-    model.load_state_dict({k: torch.from_numpy(v).float() for k, v in weights.items()})
+    model = load_formula_weights(LuMamba(config).eval())
     model.cuda()
     g = torch.Generator().manual_seed(3)
     x = torch.randn(8, 22, 1280, generator=g).cuda()

@@ -16,7 +16,8 @@ import pytest
 import torch
 
 from lumamba_cli.model import LuMamba, LuMambaConfig
-from lumamba_cli.model.formula import formula_state_dict
+
+from model_helpers import formula_weights_for, load_formula_weights, one_torch_thread  # noqa: F401  (autouse)
 
 try:
     from conftest import FIXTURES
@@ -25,16 +26,6 @@ except ImportError:  # pragma: no cover - conftest moved; the fixtures_dir fixtu
 
 FIXTURE_FILES = sorted((FIXTURES / "model").glob("*.safetensors"))
 DEFAULT_TOLERANCE = {"float64": 1e-10, "float32": 5e-5}
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # CI runs pytest -n 2 on 2 cores: more OpenMP threads than cores spin-wait against each other
-    # (measured 10x slower); results do not depend on the thread count beyond 1e-15
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
 
 
 class Fixture:
@@ -62,15 +53,14 @@ def formula_weights(path: Path) -> dict[str, np.ndarray]:
     fixture = load_fixture(path)
     with torch.device("meta"):
         model = LuMamba(LuMambaConfig.from_upstream(fixture.config["constructor"]))
-    return formula_state_dict({k: tuple(v.shape) for k, v in model.state_dict().items()})
+    return formula_weights_for(model)
 
 
 def build_model(path: Path, dtype: torch.dtype) -> LuMamba:
     fixture = load_fixture(path)
     model = LuMamba(LuMambaConfig.from_upstream(fixture.config["constructor"])).to(dtype).eval()
     # load after the dtype change: float64 weights must not pass through float32
-    model.load_state_dict({k: torch.from_numpy(v) for k, v in formula_weights(path).items()}, strict=True)
-    return model
+    return load_formula_weights(model, formula_weights(path))
 
 
 def normalised_error(got: torch.Tensor, ref: torch.Tensor) -> float:

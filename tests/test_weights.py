@@ -259,6 +259,28 @@ def test_import_then_path_finds_it(checkpoint, registry, capsys):
     assert json.loads(out)["results"][0]["matches"] == "formula-test"
 
 
+def test_atomic_copy_hashes_what_it_wrote_and_leaves_nothing_on_interrupt(checkpoint, tmp_path, monkeypatch):
+    import hashlib
+    import os
+
+    from lumamba_cli.fileio import atomic_copy
+
+    dest = tmp_path / "store" / "copy.safetensors"
+    assert atomic_copy(checkpoint, dest) == hashlib.sha256(checkpoint.read_bytes()).hexdigest()
+    assert dest.read_bytes() == checkpoint.read_bytes()
+
+    def interrupted(src, dst):
+        raise KeyboardInterrupt  # Ctrl-C between the copy and the rename
+
+    replacement = tmp_path / "other.bin"
+    replacement.write_bytes(b"not the encoder")
+    monkeypatch.setattr(os, "replace", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        atomic_copy(replacement, dest)
+    assert dest.read_bytes() == checkpoint.read_bytes()
+    assert [p.name for p in dest.parent.iterdir()] == [dest.name]
+
+
 def test_import_refuses_unregistered_file(checkpoint, capsys):
     # The bundled registry does not know the formula checkpoint's hash.
     code, _, err = _run(["weights", "import", str(checkpoint)], capsys)

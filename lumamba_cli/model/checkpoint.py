@@ -15,11 +15,9 @@ A file that does not cover the model exactly (missing, unexpected or mis-shaped 
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
-import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Mapping
@@ -29,6 +27,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from lumamba_cli import __version__
 from lumamba_cli.errors import WeightsError
+from lumamba_cli.fileio import atomic_write_bytes, sha256_file
 from lumamba_cli.model.lumamba import LuMamba, LuMambaConfig
 
 PREFIX = "model."
@@ -106,6 +105,17 @@ def _safetensors_header(path: Path) -> tuple[dict[str, tuple[tuple[int, ...], st
     return info, metadata
 
 
+def _existing_safetensors_header(
+    path: Path, *, missing: str, not_safetensors: str
+) -> tuple[dict[str, tuple[tuple[int, ...], str]], dict[str, str]]:
+    """:func:`_safetensors_header` of a file that must exist and be safetensors; the messages name what was expected."""
+    if not path.is_file():
+        raise WeightsError(missing, path=path)
+    if not _is_safetensors(path):
+        raise WeightsError(not_safetensors, path=path)
+    return _safetensors_header(path)
+
+
 def _load_safetensors(path: Path) -> dict[str, torch.Tensor]:
     from safetensors.torch import load_file
 
@@ -173,11 +183,9 @@ def check_official_layout(path: str | Path) -> None:
     their shapes, all float32. Reads only the header.
     """
     path = Path(path)
-    if not path.is_file():
-        raise WeightsError("weights file not found", path=path)
-    if not _is_safetensors(path):
-        raise WeightsError("is not a safetensors file (official LuMamba files are)", path=path)
-    info, _ = _safetensors_header(path)
+    info, _ = _existing_safetensors_header(
+        path, missing="weights file not found", not_safetensors="is not a safetensors file (official LuMamba files are)"
+    )
     unprefixed = sorted(k for k in info if not k.startswith(PREFIX))
     if unprefixed:
         raise WeightsError(f"{len(unprefixed)} keys lack the '{PREFIX}' prefix ({_first(unprefixed)})", path=path)
@@ -269,17 +277,9 @@ class HeadMetadata(BaseModel):
     metrics: dict[str, Any] = Field(default_factory=dict)
 
 
-def sha256_file(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def save_head(path: str | Path, model: LuMamba, metadata: HeadMetadata) -> Path:
     """Write ``model`` (whole, or only its ``classifier.*`` tensors) with its metadata, atomically."""
-    from safetensors.torch import save_file
+    from safetensors.torch import save
 
     path = Path(path)
     cfg = model.config
@@ -305,25 +305,16 @@ def save_head(path: str | Path, model: LuMamba, metadata: HeadMetadata) -> Path:
         for key, value in model.state_dict().items()
         if metadata.contains_encoder or key.startswith(CLASSIFIER_PREFIX)
     }
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(handle)
-    try:
-        save_file(state, temp, metadata={HEAD_METADATA_KEY: metadata.model_dump_json(), "format": "pt"})
-        os.replace(temp, path)
-    except BaseException:
-        Path(temp).unlink(missing_ok=True)
-        raise
+    # Serialised in memory (a head file is at most the whole model, a few MB) so that the one atomic writer is used.
+    atomic_write_bytes(path, save(state, metadata={HEAD_METADATA_KEY: metadata.model_dump_json(), "format": "pt"}))
     return path
 
 
 def read_head_metadata(path: str | Path) -> HeadMetadata:
     path = Path(path)
-    if not path.is_file():
-        raise WeightsError("head file not found", path=path)
-    if not _is_safetensors(path):
-        raise WeightsError("is not a safetensors head file", path=path)
-    _, raw = _safetensors_header(path)
+    _, raw = _existing_safetensors_header(
+        path, missing="head file not found", not_safetensors="is not a safetensors head file"
+    )
     if HEAD_METADATA_KEY not in raw:
         raise WeightsError(f"has no '{HEAD_METADATA_KEY}' metadata: not a lumamba head file", path=path)
     try:
