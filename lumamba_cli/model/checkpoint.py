@@ -306,7 +306,9 @@ def save_head(path: str | Path, model: LuMamba, metadata: HeadMetadata) -> Path:
         if metadata.contains_encoder or key.startswith(CLASSIFIER_PREFIX)
     }
     # Serialised in memory (a head file is at most the whole model, a few MB) so that the one atomic writer is used.
-    atomic_write_bytes(path, save(state, metadata={HEAD_METADATA_KEY: metadata.model_dump_json(), "format": "pt"}))
+    # One metadata entry only: safetensors stores its metadata map in hash order, so a second key would make the
+    # bytes of identical heads differ from run to run.
+    atomic_write_bytes(path, save(state, metadata={HEAD_METADATA_KEY: metadata.model_dump_json()}))
     return path
 
 
