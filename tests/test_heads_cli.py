@@ -12,8 +12,8 @@ import pytest
 from safetensors.numpy import save_file
 
 from lumamba_cli import weights as W
-from lumamba_cli.cli import main
 from lumamba_cli.errors import ExitCode, WeightsError
+from cli_helpers import run_cli as _run
 
 
 @pytest.fixture
@@ -60,14 +60,6 @@ def make_head(path: Path, recipe, *, created: str, seed: int = 0, task: str | No
     }
     save_file(tensors, str(path), metadata={W.HEAD_METADATA_KEY: json.dumps(meta)})
     return path
-
-
-def _run(argv: list[str], capsys) -> tuple[int, str, str]:
-    with pytest.raises(SystemExit) as stop:
-        main(argv)
-    out, err = capsys.readouterr()
-    # rich wraps stderr at the terminal width (even inside words); join the lines back for matching.
-    return int(stop.value.code or 0), out, err.replace("\n", "")
 
 
 def test_import_list_show_remove_round_trip(tmp_path, recipe, capsys):

@@ -5,19 +5,15 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from functools import partial
 
 import pytest
+from cli_helpers import run_cli as _run_cli
 from edf_factory import make_discontinuous, truncate
 
 from lumamba_cli import DISCLAIMER
-from lumamba_cli.cli import main
 
-
-def run_cli(argv: list[str], capsys) -> tuple[int, str, str]:
-    with pytest.raises(SystemExit) as stopped:
-        main(argv)
-    captured = capsys.readouterr()
-    return stopped.value.code, captured.out, captured.err
+run_cli = partial(_run_cli, join_stderr_lines=False)
 
 
 def test_info_human(absence_edf, capsys):

@@ -18,9 +18,9 @@ from safetensors import safe_open
 from safetensors.numpy import save_file
 
 from lumamba_cli import weights as W
-from lumamba_cli.cli import main
 from lumamba_cli.errors import ExitCode, NetworkError, WeightsError
 from lumamba_cli.model.formula import formula_state_dict
+from cli_helpers import run_cli as _run
 
 OFFICIAL_SIZE = 16_793_276
 PINNED_REVISION = "246912980fc4da535a7a16232cc999b2e80efeb8"
@@ -90,14 +90,6 @@ def _layout_checker_or_skip():
     if checker is None:
         pytest.skip("lumamba_cli.model.checkpoint.check_official_layout is not available")
     return checker
-
-
-def _run(argv: list[str], capsys) -> tuple[int, str, str]:
-    with pytest.raises(SystemExit) as stop:
-        main(argv)
-    out, err = capsys.readouterr()
-    # rich wraps stderr at the terminal width (even inside words); join the lines back for matching.
-    return int(stop.value.code or 0), out, err.replace("\n", "")
 
 
 # ---------------------------------------------------------------------------------------------------- registry
