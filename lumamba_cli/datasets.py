@@ -8,7 +8,11 @@ split (upstream's splits were unseeded or depended on file-system order; spec §
 Windows come from the task recipe's own preprocessing (``preprocess.iter_windows``) and are cached on disk
 as one ``.npy`` per recording (opened as a memory map) plus a JSON index entry, keyed by the recipe hash,
 the input file's sha256, the reader and the preprocessing mode. After the first epoch nothing is decoded
-again, and memory stays bounded by one batch whatever the recordings' length.
+again, and memory stays bounded by one batch whatever the recordings' length. The cache may be stored as
+float16 (half the size); windows are z-scored after loading, in float32, either way.
+
+TUAR also has per-channel protocols (spec §3.4): "mc" gives every window a 22-vector of 0/1 (≥30 % rule per
+channel) and "mmc" a 22-vector of artifact-type codes 0..5; columns follow the model input rows.
 """
 
 from __future__ import annotations
@@ -42,6 +46,16 @@ TUH_BIPOLAR_NAMES = frozenset(
     "FP1-F7 F7-T3 T3-T5 T5-O1 FP2-F8 F8-T4 T4-T6 T6-O2 A1-T3 T3-C3 C3-CZ CZ-C4 C4-T4 T4-A2 "
     "FP1-F3 F3-C3 C3-P3 P3-O1 FP2-F4 F4-C4 C4-P4 P4-O2".split()
 )
+# TUAR "mmc" (spec §3.4): per-channel artifact type codes; every other label (seizures included) is 0 none/other.
+TUAR_MMC_CODES = {
+    "chew": 1, "chew_elec": 1, "chew_musc": 1, "elec": 2,
+    "eyem": 3, "eyem_chew": 3, "eyem_elec": 3, "eyem_musc": 3, "eyem_shiv": 3,
+    "musc": 4, "musc_elec": 4, "shiv": 5, "shiv_elec": 5,
+}
+TUAR_MMC_CLASSES = 6
+PER_CHANNEL_RULES = ("coverage_mc", "majority_mmc")
+CACHE_DTYPES = ("float32", "float16")
+FLOAT16_MAX = float(np.finfo(np.float16).max)
 TUSL_CODES = {"bckg": 1, "seiz": 2, "slow": 3}  # anything else, or no annotation, is 0 (spec §3.5)
 COVERAGE_THRESHOLD = 0.30
 
@@ -86,7 +100,7 @@ class DatasetIndex:
     root: Path
     sources: list[Source]
     label_names: list[str]
-    window_rule: str  # "recording" | "coverage" (TUAR bc) | "majority" (TUSL, manifest events)
+    window_rule: str  # "recording" | "coverage" (TUAR bc) | "majority" (TUSL, manifest events) | PER_CHANNEL_RULES
     notes: list[str] = field(default_factory=list)
 
 
@@ -108,8 +122,12 @@ def discover(
     *,
     events_csv: Path | None = None,
     apava_labels: Path | None = None,
+    classification_type: str = "bc",
 ) -> DatasetIndex:
-    """Find and label the recordings of ``dataset`` under ``root`` (a folder, or a CSV for ``manifest``)."""
+    """Find and label the recordings of ``dataset`` under ``root`` (a folder, or a CSV for ``manifest``).
+
+    ``classification_type`` picks TUAR's protocol: "bc" (one label per window), "mc" (22 binary labels, one per
+    bipolar channel) or "mmc" (22 artifact-type codes); other datasets accept single-label tasks only."""
     root = Path(root)
     if not root.exists():
         raise BadInputError("data path does not exist", path=root)
@@ -117,7 +135,7 @@ def discover(
     if dataset == "tuab":
         index = _discover_tuab(root, label_names)
     elif dataset == "tuar":
-        index = _discover_tuh_csv(root, label_names, "tuar")
+        index = _discover_tuh_csv(root, label_names, "tuar", classification_type)
     elif dataset == "tusl":
         index = _discover_tuh_csv(root, label_names, "tusl")
     elif dataset == "mumtaz":
@@ -130,6 +148,8 @@ def discover(
         index = _discover_manifest(root, label_names, events_csv)
     else:
         raise UsageError(f"unknown dataset {dataset!r}; choose one of {', '.join(DATASETS)}")
+    if classification_type in ("mc", "mmc") and index.window_rule not in PER_CHANNEL_RULES:
+        raise UsageError(f"per-channel ({classification_type}) labels exist only for --dataset tuar, not {dataset!r}")
     if not index.sources:
         raise BadInputError(f"no {dataset} recordings found (see `lumamba train --help` for the expected layout)", path=root)
     return index
@@ -198,9 +218,24 @@ def read_tuh_csv(path: Path) -> list[Event]:
     return events
 
 
-def _discover_tuh_csv(root: Path, label_names: list[str], dataset: str) -> DatasetIndex:
+def _discover_tuh_csv(
+    root: Path, label_names: list[str], dataset: str, classification_type: str = "bc"
+) -> DatasetIndex:
     edfs = sorted(p for p in root.rglob("*.edf"))
-    if dataset == "tuar":
+    if dataset == "tuar" and classification_type == "mc":
+        rule = "coverage_mc"
+        if {name.upper() for name in label_names} != TUH_BIPOLAR_NAMES or len(label_names) != 22:
+            raise UsageError("the tuar mc protocol needs a task whose 22 labels are the TCP bipolar channel names")
+        notes = ["TUAR mc: per channel, label 1 when ≥30 % of the window's samples lie in an artifact/seizure "
+                 "annotation on that channel (annotations on other channel names are ignored); split by subject "
+                 "here (upstream split by file)"]
+    elif dataset == "tuar" and classification_type == "mmc":
+        rule = "majority_mmc"
+        if len(label_names) != TUAR_MMC_CLASSES:
+            raise UsageError("the tuar mmc protocol needs a task with 6 labels (none, chew, elec, eyem, musc, shiv)")
+        notes = ["TUAR mmc: per channel, the most frequent artifact-type code of the window when it covers ≥30 % of "
+                 "the samples, else 0 (none/other); seizure labels count as 0; split by subject here"]
+    elif dataset == "tuar":
         # TUAR uses both the 01_tcp_ar and 02_tcp_le montage folders (spec §3.4)
         rule = "coverage"
         if len(label_names) != 2:
@@ -405,9 +440,11 @@ def assign_splits(
 
 
 def window_labels(
-    index: DatasetIndex, source: Source, start_s: np.ndarray, window_s: float, sfreq: float
+    index: DatasetIndex, source: Source, start_s: np.ndarray, window_s: float, sfreq: float,
+    channel_names: Sequence[str] | None = None,
 ) -> np.ndarray:
-    """Class index of every window of ``source`` (windows start at ``start_s``, true seconds)."""
+    """Class index of every window of ``source`` (windows start at ``start_s``, true seconds): (N,), or (N, 22)
+    for the per-channel TUAR protocols, whose columns follow ``channel_names`` (the model input rows)."""
     n = len(start_s)
     if index.window_rule == "recording" or (index.window_rule == "majority" and not source.events
                                            and source.label is not None):
@@ -416,6 +453,8 @@ def window_labels(
         return np.full(n, source.label, dtype=np.int64)
     n_samples = int(round(window_s * sfreq))
     times = start_s[:, None] + np.arange(n_samples)[None, :] / sfreq  # (N, T) sample times
+    if index.window_rule in PER_CHANNEL_RULES:
+        return _per_channel_labels(index, source, times, channel_names)
     if index.window_rule == "coverage":
         covered = np.zeros(times.shape, dtype=bool)
         for event in source.events or []:
@@ -437,6 +476,47 @@ def window_labels(
     n_classes = len(index.label_names)
     counts = np.stack([(codes == k).sum(axis=1) for k in range(n_classes)], axis=1)
     return counts.argmax(axis=1).astype(np.int64)  # argmax returns the first maximum: ties → smaller
+
+
+def _per_channel_labels(index: DatasetIndex, source: Source, times: np.ndarray,
+                        channel_names: Sequence[str] | None) -> np.ndarray:
+    """(N, 22) labels, one column per model input row: mc 0/1 per channel, mmc codes 0..5 per channel."""
+    rows = [name.upper() for name in channel_names] if channel_names is not None else None
+    if index.window_rule == "coverage_mc":
+        channels = [name.upper() for name in index.label_names]
+        if rows is not None and rows != channels:
+            # the head's output k is trained against column k: outputs must follow the data rows' order
+            raise MontageError(f"model input rows {rows} do not follow the task's channel labels", path=source.path)
+    else:
+        if rows is None:
+            raise ValueError("mmc labels need the model input rows' channel names")
+        channels = rows
+    n_windows, n_samples = times.shape
+    out = np.zeros((n_windows, len(channels)), dtype=np.int64)
+    by_channel: dict[str, list[Event]] = defaultdict(list)
+    for event in source.events or []:
+        if (event.channel or "") in TUH_BIPOLAR_NAMES:
+            by_channel[event.channel].append(event)
+    for column, channel in enumerate(channels):
+        events = by_channel.get(channel, [])
+        if not events:
+            continue
+        if index.window_rule == "coverage_mc":
+            covered = np.zeros(times.shape, dtype=bool)
+            for event in events:
+                if event.label in TUAR_ARTIFACT_LABELS:
+                    covered |= (times >= event.start_s) & (times < event.end_s)
+            out[:, column] = covered.mean(axis=1) >= COVERAGE_THRESHOLD
+        else:
+            codes = np.zeros(times.shape, dtype=np.int64)
+            for event in events:  # later annotations overwrite earlier ones where they overlap
+                codes[(times >= event.start_s) & (times < event.end_s)] = TUAR_MMC_CODES.get(event.label, 0)
+            counts = np.stack([(codes == k).sum(axis=1) for k in range(TUAR_MMC_CLASSES)], axis=1)
+            winner = counts.argmax(axis=1)  # ties → the smaller code
+            # the 30 % test applies to every code, 0 included: a winner below it falls back to 0 anyway
+            share = counts[np.arange(n_windows), winner] / n_samples
+            out[:, column] = np.where(share >= COVERAGE_THRESHOLD, winner, 0)
+    return out
 
 
 # ------------------------------------------------------------------------------------------- window cache
@@ -475,25 +555,58 @@ class CachedWindows:
     sha256: str
     warnings: list[str]
     eps: float = 1e-8  # z-score eps in the stored units (the recipe's)
+    modes: list[str] = field(default_factory=list)  # preprocessing modes the blocks actually used
 
 
-def cache_key(recipe, sha256: str, reader: str, mode: str) -> str:
-    material = json.dumps(
-        {"format": CACHE_FORMAT, "recipe": recipe.id, "recipe_hash": recipe.hash, "input_sha256": sha256,
-         "reader": reader, "mode": mode},
-        sort_keys=True,
-    )
-    return hashlib.sha256(material.encode()).hexdigest()[:32]
+@dataclass(frozen=True)
+class PreprocessPolicy:
+    """How recordings are preprocessed (``preprocess.iter_windows``'s mode and chunking); a head records the
+    policy it was trained with so screening and evaluation can apply the same one."""
+
+    mode: str = "auto"
+    chunk_s: float = 300.0
+    chunk_threshold_s: float = 3600.0
+
+    def to_json(self) -> dict:
+        return {"mode": self.mode, "chunk_s": float(self.chunk_s), "chunk_threshold_s": float(self.chunk_threshold_s)}
+
+    @classmethod
+    def from_json(cls, data: dict | None) -> "PreprocessPolicy | None":
+        if not data or "mode" not in data:
+            return None
+        default = cls()
+        return cls(str(data["mode"]), float(data.get("chunk_s", default.chunk_s)),
+                   float(data.get("chunk_threshold_s", default.chunk_threshold_s)))
 
 
-def load_windows(source: Source, recipe, *, cache_dir: Path, mode: str = "auto") -> CachedWindows:
-    """Windows of ``source`` from the cache, preprocessing and caching them on the first call."""
+def cache_key(recipe, sha256: str, reader: str, mode: str, *, policy: PreprocessPolicy | None = None,
+              dtype: str = "float32") -> str:
+    material = {"format": CACHE_FORMAT, "recipe": recipe.id, "recipe_hash": recipe.hash, "input_sha256": sha256,
+                "reader": reader, "mode": mode}
+    # only non-default settings enter the key, so caches written before these options existed stay valid
+    if policy is not None and (policy.chunk_s, policy.chunk_threshold_s) != (300.0, 3600.0):
+        material["chunking"] = [policy.chunk_s, policy.chunk_threshold_s]
+    if dtype != "float32":
+        material["dtype"] = dtype
+    return hashlib.sha256(json.dumps(material, sort_keys=True).encode()).hexdigest()[:32]
+
+
+def load_windows(source: Source, recipe, *, cache_dir: Path, mode: str = "auto",
+                 policy: PreprocessPolicy | None = None, dtype: str = "float32") -> CachedWindows:
+    """Windows of ``source`` from the cache, preprocessing and caching them on the first call.
+
+    ``dtype`` "float16" halves the cache on disk and in the page cache; values keep ~3 significant digits
+    (relative error ≤ 4.9e-4, far below EEG noise) and the z-score is computed after loading, in float32."""
+    if dtype not in CACHE_DTYPES:
+        raise UsageError(f"cache dtype must be one of {', '.join(CACHE_DTYPES)}, not {dtype!r}")
+    policy = policy or PreprocessPolicy(mode)
+    mode = policy.mode
     sha256 = file_sha256(source.path)
-    key = cache_key(recipe, sha256, source.reader, mode)
+    key = cache_key(recipe, sha256, source.reader, mode, policy=policy, dtype=dtype)
     cache_dir.mkdir(parents=True, exist_ok=True)
     array_path, meta_path = cache_dir / f"{key}.npy", cache_dir / f"{key}.json"
     if not (array_path.exists() and meta_path.exists()):
-        _build_cache_entry(source, recipe, mode, array_path, meta_path, sha256)
+        _build_cache_entry(source, recipe, policy, array_path, meta_path, sha256, dtype)
     meta = json.loads(meta_path.read_text())
     data = np.load(array_path, mmap_mode="r")
     return CachedWindows(
@@ -505,10 +618,12 @@ def load_windows(source: Source, recipe, *, cache_dir: Path, mode: str = "auto")
         sha256=sha256,
         warnings=list(meta.get("warnings", [])),
         eps=float(meta.get("eps", 1e-8)),
+        modes=list(meta.get("modes", [])),
     )
 
 
-def _build_cache_entry(source: Source, recipe, mode: str, array_path: Path, meta_path: Path, sha256: str) -> None:
+def _build_cache_entry(source: Source, recipe, policy: PreprocessPolicy, array_path: Path, meta_path: Path,
+                       sha256: str, dtype: str = "float32") -> None:
     # Stream blocks to a raw temp file (bounded memory), then prepend the .npy header once the count is known.
     tmp_dir = array_path.parent
     raw_fd, raw_name = tempfile.mkstemp(dir=tmp_dir, suffix=".raw")
@@ -516,10 +631,16 @@ def _build_cache_entry(source: Source, recipe, mode: str, array_path: Path, meta
     channel_names: list[str] = []
     positions = None
     warnings: list[str] = []
+    modes: set[str] = set()
     try:
         with os.fdopen(raw_fd, "wb") as raw:
-            for block, names, pos, warns in _iter_source_blocks(source, recipe, mode):
-                data = np.ascontiguousarray(block.data, dtype=np.float32)
+            for block, names, pos, warns in _iter_source_blocks(source, recipe, policy):
+                modes.add(str(block.mode))
+                if dtype == "float16" and np.abs(block.data).max(initial=0.0) > FLOAT16_MAX:
+                    # float16 would store inf here, and z-scoring inf gives NaN: refuse rather than train on it
+                    raise BadInputError(f"preprocessed values exceed the float16 range (±{FLOAT16_MAX:.0f} µV); "
+                                        "use --cache-dtype float32", path=source.path)
+                data = np.ascontiguousarray(block.data, dtype=dtype)
                 if shape_tail is None:
                     shape_tail, channel_names, positions, warnings = data.shape[1:], names, pos, warns
                 raw.write(data.tobytes())
@@ -533,13 +654,14 @@ def _build_cache_entry(source: Source, recipe, mode: str, array_path: Path, meta
             )
         fd, npy_tmp = tempfile.mkstemp(dir=tmp_dir, suffix=".npy")
         with os.fdopen(fd, "wb") as out, open(raw_name, "rb") as raw:
-            header = {"descr": np.dtype(np.float32).str, "fortran_order": False, "shape": (n_windows, *shape_tail)}
+            header = {"descr": np.dtype(dtype).str, "fortran_order": False, "shape": (n_windows, *shape_tail)}
             np.lib.format.write_array_header_1_0(out, header)
             shutil.copyfileobj(raw, out, 1 << 22)
         os.replace(npy_tmp, array_path)
         meta = {
             "format": CACHE_FORMAT, "source": str(source.path), "sha256": sha256, "recipe": recipe.id,
-            "recipe_hash": recipe.hash, "reader": source.reader, "mode": mode, "n_windows": n_windows,
+            "recipe_hash": recipe.hash, "reader": source.reader, "mode": policy.mode, "n_windows": n_windows,
+            "policy": policy.to_json(), "modes": sorted(modes), "dtype": dtype,
             "sfreq": sfreq, "eps": eps, "start_s": starts, "channel_names": channel_names,
             "positions": np.asarray(positions, dtype=np.float64).tolist(), "warnings": warnings,
         }
@@ -550,7 +672,7 @@ def _build_cache_entry(source: Source, recipe, mode: str, array_path: Path, meta
         Path(raw_name).unlink(missing_ok=True)
 
 
-def _iter_source_blocks(source: Source, recipe, mode: str):
+def _iter_source_blocks(source: Source, recipe, policy: PreprocessPolicy):
     """Yield (WindowBlock, channel_names, positions, warnings) using the project's real pipeline stages."""
     from lumamba_cli import preprocess
     from lumamba_cli.montage import load_registry
@@ -572,7 +694,8 @@ def _iter_source_blocks(source: Source, recipe, mode: str):
             raise MontageError(f"channels cannot satisfy the {recipe.id} layout: {report.verdict}", path=source.path)
         derivation = report.derivation
         warnings = list(getattr(recording, "warnings", []))
-        for block in preprocess.iter_windows(recording, recipe, derivation, mode=mode, on_skip=warnings.append):
+        for block in preprocess.iter_windows(recording, recipe, derivation, mode=policy.mode, chunk_s=policy.chunk_s,
+                                              chunk_threshold_s=policy.chunk_threshold_s, on_skip=warnings.append):
             if len(block.start_s):
                 # the block's own names/positions: the recipe may reorder rows (TUH script order)
                 names = list(block.channel_names or derivation.channel_names)
@@ -693,13 +816,17 @@ class SplitWindows:
     caches: list[CachedWindows]
     recording_of: np.ndarray  # (M,) index into recordings
     window_of: np.ndarray  # (M,) index into that recording's windows
-    labels: np.ndarray  # (M,)
+    labels: np.ndarray  # (M,), or (M, 22) for per-channel labels
 
     def __len__(self) -> int:
         return len(self.labels)
 
     def counts(self, n_classes: int) -> list[int]:
-        return np.bincount(self.labels, minlength=n_classes).tolist()
+        """Windows per class; for per-channel labels, (window, channel) pairs per class (mc: 0 and 1)."""
+        return np.bincount(np.asarray(self.labels).ravel(), minlength=n_classes).tolist()
+
+    def modes(self) -> list[str]:
+        return sorted({mode for cache in self.caches for mode in cache.modes})
 
     def batch(self, indices: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(x (B,C,T) float32 z-scored per window and channel, positions (B,C,3), labels (B,)) for window indices."""
@@ -720,20 +847,29 @@ def build_split(
     mode: str = "auto",
     on_error: Callable[[Source, Exception], None] | None = None,
     progress: Callable[[Source], None] | None = None,
+    policy: PreprocessPolicy | None = None,
+    cache_dtype: str = "float32",
 ) -> SplitWindows:
     recordings, caches, rec_of, win_of, labels = [], [], [], [], []
     for source in sources:
         if progress is not None:
             progress(source)
         try:
-            cached = load_windows(source, recipe, cache_dir=cache_dir, mode=mode)
+            cached = load_windows(source, recipe, cache_dir=cache_dir, policy=policy or PreprocessPolicy(mode),
+                                  dtype=cache_dtype)
         except (BadInputError, MontageError) as exc:
             if on_error is None:
                 raise
             on_error(source, exc)
             continue
         window_s = cached.data.shape[2] / cached.sfreq
-        y = window_labels(index, source, cached.start_s, window_s, cached.sfreq)
+        try:
+            y = window_labels(index, source, cached.start_s, window_s, cached.sfreq, cached.channel_names)
+        except MontageError as exc:
+            if on_error is None:
+                raise
+            on_error(source, exc)
+            continue
         r = len(recordings)
         recordings.append(source)
         caches.append(cached)

@@ -5,6 +5,10 @@ Upstream reports per-window metrics only and ranks binary AUROC/AUPR by the raw 
 Here the default ranking score is the class probability; ``auroc_score="logit"`` reproduces upstream, and
 the result always says which one was used. The per-recording level (mean of window probabilities, a
 lumamba addition) is what a screening user usually cares about; its interval resamples recordings.
+
+Per-channel heads (TUAR mc/mmc) are scored over (window, channel) pairs, each channel's output judged as its
+own decision (mc binary, mmc 6-class), with intervals that resample whole recordings, plus a per-channel AUROC
+table; the result names what was pooled.
 """
 
 from __future__ import annotations
@@ -34,6 +38,8 @@ class EvaluateOptions:
     cache_dir: Path | None = None
     device: str = "auto"
     batch_size: int = 64
+    cache_dtype: str = "float32"
+    mode: str | None = None  # None = the preprocessing the head was trained with (else "auto")
 
 
 def _field(meta: Any, name: str, default: Any = None) -> Any:
@@ -45,21 +51,27 @@ def _field(meta: Any, name: str, default: Any = None) -> Any:
     return value
 
 
-def predict(model, split, device, batch_size: int) -> np.ndarray:
-    """Logits (M, K) float64 for every window of ``split``; deterministic (no mask, no jitter, eval mode)."""
+def predict(model, split, device, batch_size: int, *, forward=None) -> np.ndarray:
+    """Logits (M, K) — (M, 22, 6) for mmc — float64 for every window of ``split``, in eval mode.
+
+    ``forward(x, positions) -> logits`` replaces the plain deterministic call (no mask, no jitter); training's
+    validation passes its own (device placement, bf16 autocast)."""
     import torch
 
+    def plain_forward(x_np, pos_np):
+        x = torch.from_numpy(x_np).to(device)
+        pos = torch.from_numpy(np.ascontiguousarray(pos_np, dtype=np.float32)).to(device)
+        out = model(x, pos)
+        return out[0] if isinstance(out, tuple) else out
+
+    forward = forward or plain_forward
     model.eval()
     parts = []
     with torch.no_grad():
         for start in range(0, len(split), batch_size):
             idx = np.arange(start, min(start + batch_size, len(split)))
             x_np, pos_np, _ = split.batch(idx)
-            x = torch.from_numpy(x_np).to(device)
-            pos = torch.from_numpy(np.ascontiguousarray(pos_np, dtype=np.float32)).to(device)
-            out = model(x, pos)
-            logits = out[0] if isinstance(out, tuple) else out
-            parts.append(logits.float().cpu().numpy().astype(np.float64))
+            parts.append(forward(x_np, pos_np).float().cpu().numpy().astype(np.float64))
     return np.concatenate(parts) if parts else np.zeros((0, 0))
 
 
@@ -67,7 +79,7 @@ def evaluate(options: EvaluateOptions, *, log: Callable[[str], None] | None = No
     from lumamba_cli import datasets, metrics, weights
     from lumamba_cli.model import checkpoint
     from lumamba_cli.recipes import load_recipe
-    from lumamba_cli.train import pick_device
+    from lumamba_cli.train import label_classes, pick_device
 
     if options.split not in ("test", "val", "train", "all"):
         raise UsageError(f"--split must be test, val, train or all (got {options.split!r})")
@@ -79,15 +91,27 @@ def evaluate(options: EvaluateOptions, *, log: Callable[[str], None] | None = No
     model, meta = checkpoint.load_head(head_path)
     weights.check_head_matches(meta, recipe, path=head_path)
     labels = list(recipe.labels)
-    n_classes = len(labels)
+    kind = str(getattr(recipe, "classification_type", "bc"))
+    n_classes = label_classes(recipe)
+    # for mc the recipe's labels are the 22 channels; each pooled decision is artifact / no artifact
+    class_names = ["no artifact", "artifact"] if kind == "mc" else labels
     warnings: list[str] = []
 
     training = _field(meta, "training") or {}
     data_summary = training.get("data") or {}
     split_seed = int(data_summary.get("split_seed", training.get("seed", options.seed)))
     index = datasets.discover(
-        options.dataset, Path(options.data), labels, events_csv=options.events, apava_labels=options.labels_file
+        options.dataset, Path(options.data), labels, events_csv=options.events, apava_labels=options.labels_file,
+        classification_type=kind,
     )
+    trained_policy = datasets.PreprocessPolicy.from_json(training.get("preprocessing"))
+    if options.mode is None:
+        policy = trained_policy or datasets.PreprocessPolicy()
+    else:
+        policy = datasets.PreprocessPolicy(options.mode)
+        if trained_policy is not None and trained_policy.mode != options.mode:
+            warnings.append(f"--mode {options.mode} differs from the head's training preprocessing "
+                            f"({trained_policy.mode}): outputs may shift")
     assignment = datasets.assign_splits(
         index.sources, seed=split_seed,
         val_fraction=float(training.get("val_fraction", 0.2)), test_fraction=float(training.get("test_fraction", 0.15)),
@@ -111,7 +135,7 @@ def evaluate(options: EvaluateOptions, *, log: Callable[[str], None] | None = No
     cache_dir = Path(options.cache_dir) if options.cache_dir else datasets.default_cache_dir()
     failures: list[str] = []
     split = datasets.build_split(
-        index, chosen, recipe, cache_dir=cache_dir,
+        index, chosen, recipe, cache_dir=cache_dir, policy=policy, cache_dtype=options.cache_dtype,
         on_error=lambda source, exc: failures.append(f"{source.key}: {exc}"),
     )
     if failures:
@@ -124,16 +148,35 @@ def evaluate(options: EvaluateOptions, *, log: Callable[[str], None] | None = No
     device = pick_device(options.device)
     model.to(device)
     logits = predict(model, split, device, options.batch_size)
-    prob = metrics.softmax(logits)
-    pred = prob.argmax(axis=1)
-    y = split.labels
-    score = metrics.ranking_score(prob, logits, options.auroc_score)
-    per_window = metrics.evaluate_level(
-        "window", y, pred, score, n_classes, n_bootstrap=options.bootstrap, seed=options.seed
-    )
-    levels = {"window": per_window.to_json()}
+    pooled = metrics.pool_outputs(kind, logits, split.labels)
+    per_channel = None
+    if pooled.pairs:
+        # (window, channel) pairs of one recording are correlated: the interval resamples whole recordings
+        n_channels = split.labels.shape[1]
+        groups = np.repeat(split.recording_of, n_channels)
+        score = metrics.ranking_score(pooled.prob, pooled.logits, options.auroc_score)
+        pair_level = metrics.evaluate_level(
+            "window-channel", pooled.y, pooled.pred, score, n_classes, groups=groups,
+            n_bootstrap=options.bootstrap, seed=options.seed,
+        )
+        levels = {"window-channel": pair_level.to_json()}
+        levels["window-channel"]["pooled"] = (
+            f"{len(pooled.y)} (window, channel) pairs: {len(split)} windows × {n_channels} channels, each channel "
+            "output scored as its own " + ("binary artifact decision" if kind == "mc" else "6-class decision")
+        )
+        channel_names = list(split.caches[0].channel_names)
+        per_channel = _per_channel_table(kind, channel_names, pooled, len(split), n_channels)
+    else:
+        prob, pred, y = pooled.prob, pooled.pred, pooled.y
+        score = metrics.ranking_score(prob, logits, options.auroc_score)
+        per_window = metrics.evaluate_level(
+            "window", y, pred, score, n_classes, n_bootstrap=options.bootstrap, seed=options.seed
+        )
+        levels = {"window": per_window.to_json()}
 
-    if index.window_rule == "recording":
+    if pooled.pairs:
+        warnings.append("per-channel labels: no per-recording level")
+    elif index.window_rule == "recording":
         n_rec = len(split.recordings)
         rec_prob = np.zeros((n_rec, n_classes))
         rec_logit = np.zeros((n_rec, n_classes))
@@ -168,7 +211,11 @@ def evaluate(options: EvaluateOptions, *, log: Callable[[str], None] | None = No
         "data": str(options.data),
         "split": options.split,
         "split_seed": split_seed,
-        "labels": labels,
+        "labels": class_names,
+        "classification_type": kind,
+        "per_channel": per_channel,
+        "preprocessing": {**policy.to_json(), "modes_seen": split.modes(),
+                          "trained_with": trained_policy.to_json() if trained_policy else None},
         "auroc_score": options.auroc_score,
         "auroc_score_note": (
             "AUROC/AUPR rank by the softmax probability" if options.auroc_score == "probability"
@@ -176,7 +223,8 @@ def evaluate(options: EvaluateOptions, *, log: Callable[[str], None] | None = No
         ),
         "n_recordings": len(split.recordings),
         "n_windows": int(len(split)),
-        "windows_per_class": dict(zip(labels, split.counts(n_classes))),
+        "windows_per_class": dict(zip(class_names, split.counts(n_classes))),
+        "counted": "(window, channel) pairs" if pooled.pairs else "windows",
         "levels": levels,
         "published": published,
         "published_note": "the model card's numbers are per window, on the authors' test split, with their encoder",
@@ -184,3 +232,24 @@ def evaluate(options: EvaluateOptions, *, log: Callable[[str], None] | None = No
         "tool_version": __version__,
         "disclaimer": DISCLAIMER,
     }
+
+
+def _per_channel_table(kind: str, channel_names: list[str], pooled, n_windows: int, n_channels: int) -> list[dict]:
+    """Per channel: positives and AUROC (mc: artifact vs none; mmc: any artifact code vs none, ranked by
+    1 − P(none)) and, for mmc, accuracy of the predicted code."""
+    from lumamba_cli import metrics
+
+    y = pooled.y.reshape(n_windows, n_channels)
+    prob = pooled.prob.reshape(n_windows, n_channels, -1)
+    pred = pooled.pred.reshape(n_windows, n_channels)
+    table = []
+    for c, name in enumerate(channel_names):
+        positive = y[:, c] > 0
+        score = prob[:, c, 1] if kind == "mc" else 1.0 - prob[:, c, 0]
+        value = metrics.auroc_binary(positive, score)
+        row = {"channel": name, "positives": int(positive.sum()), "windows": int(n_windows),
+               "auroc": None if not np.isfinite(value) else float(value)}
+        if kind == "mmc":
+            row["accuracy"] = float((pred[:, c] == y[:, c]).mean()) if n_windows else None
+        table.append(row)
+    return table

@@ -259,3 +259,35 @@ def evaluate_level(
         else:
             report.ci_low[name] = report.ci_high[name] = float("nan")
     return report
+
+
+@dataclass
+class PooledOutputs:
+    """Per-item labels, predictions and scores: one item per window, or per (window, channel) pair for the
+    per-channel heads (mc, mmc), where every channel's output is judged as its own decision."""
+
+    y: np.ndarray  # (P,)
+    pred: np.ndarray  # (P,)
+    prob: np.ndarray  # (P, K)
+    logits: np.ndarray  # (P, K); for mc column 1 is the channel's raw logit (upstream's ranking score)
+    pairs: bool  # True when items are (window, channel) pairs
+
+
+def pool_outputs(kind: str, logits: np.ndarray, labels: np.ndarray) -> PooledOutputs:
+    """Map model outputs to per-item probabilities as upstream does (spec §3.0): softmax for bc/mcc; sigmoid and
+    round per channel for mc; for mmc argmax per channel (ranked here by the softmax over the 6 codes, whose
+    argmax equals upstream's sigmoid argmax)."""
+    logits = np.asarray(logits, dtype=np.float64)
+    labels = np.asarray(labels, dtype=np.int64)
+    if kind == "mc":
+        flat = logits.reshape(-1)
+        positive = 1.0 / (1.0 + np.exp(-flat))
+        prob = np.stack([1.0 - positive, positive], axis=1)
+        two_column = np.stack([np.zeros_like(flat), flat], axis=1)
+        return PooledOutputs(labels.reshape(-1), (flat > 0).astype(np.int64), prob, two_column, True)
+    if kind == "mmc":
+        flat = logits.reshape(-1, logits.shape[-1])
+        prob = softmax(flat)
+        return PooledOutputs(labels.reshape(-1), prob.argmax(axis=1), prob, flat, True)
+    prob = softmax(logits)
+    return PooledOutputs(labels, prob.argmax(axis=1), prob, logits, False)

@@ -62,6 +62,9 @@ class TrainOptions:
     labels_file: Path | None = None
     cache_dir: Path | None = None
     preprocess_mode: str = "auto"
+    chunk_s: float = 300.0
+    chunk_threshold_s: float = 3600.0
+    cache_dtype: str = "float32"
     val_fraction: float = 0.2
     test_fraction: float = 0.15
     max_windows_per_recording: int | None = None
@@ -145,6 +148,38 @@ def class_weight_vector(counts: list[int], mode: str) -> list[float] | None:
     return [total / (k * c) if c > 0 else 0.0 for c in counts]
 
 
+def label_classes(recipe) -> int:
+    """Classes a single label takes: the label count for bc/mcc, 2 for mc, the per-channel codes for mmc."""
+    kind = getattr(recipe, "classification_type", "bc")
+    if kind == "mc":
+        return 2
+    if kind == "mmc":
+        return int(recipe.num_classes)
+    return len(recipe.labels)
+
+
+def make_criterion(kind: str, counts: list[int], mode: str, device):
+    """The training loss as upstream (spec §3.0): CE for bc/mcc, BCEWithLogits on float targets for mc, CE over
+    the (B·22, 6) flattened channel outputs for mmc. ``balanced`` weighting: inverse class frequency for CE; for
+    mc one pos_weight = negatives/positives pooled over every (window, channel) pair of the training split.
+    Returns (loss(logits, labels) → tensor, weights-as-a-list or None)."""
+    import torch
+
+    weight = class_weight_vector(counts, mode)
+    if kind == "mc":
+        pos_weight = None
+        if weight is not None:
+            negatives, positives = counts[0], counts[1]
+            pos_weight = [negatives / positives]
+        bce = torch.nn.BCEWithLogitsLoss(
+            pos_weight=torch.tensor(pos_weight, dtype=torch.float32, device=device) if pos_weight else None)
+        return (lambda logits, y: bce(logits, y.to(logits.dtype))), pos_weight
+    ce = torch.nn.CrossEntropyLoss(weight=torch.tensor(weight, dtype=torch.float32, device=device) if weight else None)
+    if kind == "mmc":
+        return (lambda logits, y: ce(logits.reshape(-1, logits.shape[-1]), y.reshape(-1))), weight
+    return (lambda logits, y: ce(logits, y)), weight
+
+
 def _emit(callback: Callable[[str], None] | None, text: str) -> None:
     if callback is not None:
         callback(text)
@@ -179,8 +214,15 @@ def _config_for(config_cls, config_name: str, recipe, head_option: str):
                 raise UsageError(f"unknown --config {config_name!r} (tiny, 8block, or key=value overrides)")
             key, value = part.split("=", 1)
             kwargs[key.strip()] = int(value) if value.strip().lstrip("-").isdigit() else value.strip()
+    kind = getattr(recipe, "classification_type", "bc")
+    if kind in ("mc", "mmc"):
+        # per-channel heads: num_classes is per output (mc 2 → one logit per channel; mmc 6 per channel)
+        kwargs["classification_num_channels"] = int(getattr(recipe, "classification_num_channels", None) or 22)
+        num_classes = int(recipe.num_classes)
+    else:
+        num_classes = int(recipe.num_outputs if getattr(recipe, "num_outputs", None) else len(recipe.labels))
     kwargs.update(
-        num_classes=int(recipe.num_outputs if getattr(recipe, "num_outputs", None) else len(recipe.labels)),
+        num_classes=num_classes,
         classifier_option=None if head_option == "luna" else head_option,
         classification_type=getattr(recipe, "classification_type", "bc"),
     )
@@ -246,24 +288,32 @@ def _train(options: TrainOptions, *, log, progress) -> TrainResult:
     seed_everything(options.seed, device)
     warnings: list[str] = []
     labels = list(recipe.labels)
-    n_classes = len(labels)
-    if getattr(recipe, "classification_type", "bc") not in ("bc", "mcc", "ml"):
-        raise UsageError(
-            f"task {recipe.id} is '{recipe.classification_type}': training supports single-label tasks (bc, mcc)"
-        )
+    kind = getattr(recipe, "classification_type", "bc")
+    n_classes = label_classes(recipe)
+    if kind not in ("bc", "mcc", "ml", "mc", "mmc"):
+        raise UsageError(f"task {recipe.id} is '{kind}': training supports bc, mcc, mc and mmc tasks")
+    class_names = labels if kind not in ("mc", "mmc") else (["no artifact", "artifact"] if kind == "mc" else labels)
+    policy = datasets.PreprocessPolicy(
+        options.preprocess_mode, float(options.chunk_s), float(options.chunk_threshold_s)
+    )
+    if policy.mode not in ("auto", "whole", "chunked"):
+        raise UsageError(f"--mode must be auto, whole or chunked (got {policy.mode!r})")
 
     out_dir = Path(options.out) if options.out else Path.cwd() / f"lumamba-train-{recipe.id}"
     out_dir.mkdir(parents=True, exist_ok=True)
     cache_dir = Path(options.cache_dir) if options.cache_dir else datasets.default_cache_dir()
 
     datasets.check_request(options.dataset, Path(options.data))
+    if kind in ("mc", "mmc") and options.dataset != "tuar":
+        raise UsageError(f"task {recipe.id} needs per-channel labels, which only --dataset tuar provides")
     encoder_request = options.encoder if options.encoder is not None else getattr(recipe, "encoder", None)
     encoder_file = None
     if encoder_request and str(encoder_request).lower() != "none":
         encoder_file = resolve_encoder_file(str(encoder_request))
 
     index = datasets.discover(
-        options.dataset, Path(options.data), labels, events_csv=options.events, apava_labels=options.labels_file
+        options.dataset, Path(options.data), labels, events_csv=options.events, apava_labels=options.labels_file,
+        classification_type=kind,
     )
     assignment = datasets.assign_splits(
         index.sources, seed=options.seed, val_fraction=options.val_fraction, test_fraction=options.test_fraction
@@ -290,10 +340,10 @@ def _train(options: TrainOptions, *, log, progress) -> TrainResult:
         _emit(log, f"skipped {source.key}: {exc}")
 
     _emit(log, f"preparing windows ({len(index.sources)} recordings; cache {cache_dir})")
-    train_set = datasets.build_split(index, by_split["train"], recipe, cache_dir=cache_dir,
-                                     mode=options.preprocess_mode, on_error=on_error)
-    val_set = datasets.build_split(index, by_split["val"], recipe, cache_dir=cache_dir,
-                                   mode=options.preprocess_mode, on_error=on_error)
+    train_set = datasets.build_split(index, by_split["train"], recipe, cache_dir=cache_dir, policy=policy,
+                                     cache_dtype=options.cache_dtype, on_error=on_error)
+    val_set = datasets.build_split(index, by_split["val"], recipe, cache_dir=cache_dir, policy=policy,
+                                   cache_dtype=options.cache_dtype, on_error=on_error)
     if failures:
         warnings.append(f"{len(failures)} recording(s) skipped (unreadable or montage unusable); see splits.json")
         splits_doc["skipped"] = failures
@@ -332,10 +382,7 @@ def _train(options: TrainOptions, *, log, progress) -> TrainResult:
     steps_per_epoch = len(train_set) // batch_size if drop_last else math.ceil(len(train_set) / batch_size)
     total_steps = steps_per_epoch * options.epochs
     warmup_steps = int(round(options.warmup_epochs * steps_per_epoch))
-    weight = class_weight_vector(train_counts, options.class_weights)
-    criterion = torch.nn.CrossEntropyLoss(
-        weight=torch.tensor(weight, dtype=torch.float32, device=device) if weight else None
-    )
+    criterion, weight = make_criterion(kind, train_counts, options.class_weights, device)
 
     # the exact inputs and split: resuming on changed data would silently mix two different runs
     data_fingerprint = hashlib.sha256(json.dumps(
@@ -397,7 +444,7 @@ def _train(options: TrainOptions, *, log, progress) -> TrainResult:
             seen += len(idx)
             if progress is not None:
                 progress(epoch, batch_number + 1, steps_per_epoch, running / max(seen, 1))
-        val = evaluate_split(model, val_set, n_classes, forward, batch_size, criterion_weight=weight)
+        val = evaluate_split(model, val_set, n_classes, forward, batch_size, criterion_weight=weight, kind=kind)
         record = {"epoch": epoch + 1, "train_loss": running / max(seen, 1), **val}
         state["history"].append(record)
         state["epoch"] = epoch + 1
@@ -429,7 +476,8 @@ def _train(options: TrainOptions, *, log, progress) -> TrainResult:
         "dataset": index.name,
         "recordings": {name: len(items) for name, items in by_split.items()},
         "subjects": {name: len({s.subject for s in items}) for name, items in by_split.items()},
-        "windows_per_class": {"train": dict(zip(labels, train_counts)), "val": dict(zip(labels, val_counts))},
+        "windows_per_class": {"train": dict(zip(class_names, train_counts)), "val": dict(zip(class_names, val_counts))},
+        "counted": "(window, channel) pairs" if kind in ("mc", "mmc") else "windows",
         "input_sha256": sorted({c.sha256 for c in train_set.caches + val_set.caches}),
         "split_seed": options.seed,
         "split_subjects": {name: sorted({s.subject for s in items}) for name, items in by_split.items()},
@@ -442,6 +490,9 @@ def _train(options: TrainOptions, *, log, progress) -> TrainResult:
     }
     training_config.update(head_option=head_option, device=str(device), steps=state["step"],
                            epochs_run=state["epoch"], best_epoch=state["best_epoch"])
+    # screen and evaluate apply the same preprocessing by default (a head only means something with it)
+    training_config["preprocessing"] = {**policy.to_json(),
+                                        "modes_seen": sorted(set(train_set.modes()) | set(val_set.modes()))}
     head_path = out_dir / f"{options.name or recipe.id}.safetensors"
     _save_head(head_path, model, recipe, head_option, encoder_info, data_summary, training_config, best, config)
     head_id = None
@@ -456,27 +507,29 @@ def _train(options: TrainOptions, *, log, progress) -> TrainResult:
                        data_summary, warnings)
 
 
-def evaluate_split(model, split, n_classes: int, forward, batch_size: int, *, criterion_weight=None) -> dict:
-    """Validation loss and headline metrics (model put in eval mode, then back in train mode by the caller)."""
+def evaluate_split(model, split, n_classes: int, forward, batch_size: int, *, criterion_weight=None,
+                   kind: str = "bc") -> dict:
+    """Validation loss (the training loss, same weighting) and headline metrics, pooled over (window, channel)
+    pairs for mc/mmc. The model is put in eval mode, then back in train mode."""
     import torch
 
     from lumamba_cli import metrics
+    from lumamba_cli.evaluate import predict
 
-    model.eval()
-    logits_parts = []
-    with torch.no_grad():
-        for start in range(0, len(split), batch_size):
-            idx = np.arange(start, min(start + batch_size, len(split)))
-            x_np, pos_np, _ = split.batch(idx)
-            logits_parts.append(forward(x_np, pos_np).cpu().numpy().astype(np.float64))
+    logits = predict(model, split, None, batch_size, forward=forward)
     model.train()
-    logits = np.concatenate(logits_parts)
     y = split.labels
     weight = torch.tensor(criterion_weight, dtype=torch.float64) if criterion_weight else None
-    loss = float(torch.nn.functional.cross_entropy(torch.from_numpy(logits), torch.from_numpy(y), weight=weight))
-    prob = metrics.softmax(logits)
-    score = metrics.ranking_score(prob, logits, "probability")
-    values = metrics.compute(y, prob.argmax(axis=1), score, n_classes)
+    logits_t, y_t = torch.from_numpy(logits), torch.from_numpy(y)
+    if kind == "mc":
+        loss = float(torch.nn.functional.binary_cross_entropy_with_logits(logits_t, y_t.double(), pos_weight=weight))
+    else:
+        if kind == "mmc":
+            logits_t, y_t = logits_t.reshape(-1, logits_t.shape[-1]), y_t.reshape(-1)
+        loss = float(torch.nn.functional.cross_entropy(logits_t, y_t, weight=weight))
+    pooled = metrics.pool_outputs(kind, logits, y)
+    score = metrics.ranking_score(pooled.prob, pooled.logits, "probability")
+    values = metrics.compute(pooled.y, pooled.pred, score, n_classes)
     return {"val_loss": loss, **{f"val_{k}": v for k, v in values.items()}}
 
 

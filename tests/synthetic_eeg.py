@@ -134,3 +134,55 @@ def write_tuh_csv(path: Path, duration_s: float, events: list[tuple[str, float, 
     lines += [f"{ch},{start:.4f},{stop:.4f},{label},1.0000" for ch, start, stop, label in events]
     path.write_text("\n".join(lines) + "\n")
     return path
+
+
+# The 22 TCP bipolar pairs (anode, cathode) by TUH's referential names.
+TCP_PAIRS = [
+    ("FP1", "F7"), ("F7", "T3"), ("T3", "T5"), ("T5", "O1"), ("FP2", "F8"), ("F8", "T4"), ("T4", "T6"), ("T6", "O2"),
+    ("A1", "T3"), ("T3", "C3"), ("C3", "CZ"), ("CZ", "C4"), ("C4", "T4"), ("T4", "A2"),
+    ("FP1", "F3"), ("F3", "C3"), ("C3", "P3"), ("P3", "O1"), ("FP2", "F4"), ("F4", "C4"), ("C4", "P4"), ("P4", "O2"),
+]  # fmt: skip
+# temporalis muscle sits under T3 and T4: the electrodes that carry the synthetic muscle bursts
+MUSCLE_ELECTRODES = ("T3", "T4")
+
+
+def make_tuar_tree(
+    root: Path, *, n_subjects: int = 10, duration_s: float = 60.0, seed: int = 0, fs: float = 250.0,
+    bursts_per_recording: int = 8, first_subject: int = 0,
+) -> list[tuple[Path, list[tuple[str, float, float, str]]]]:
+    """TUAR-layout tree (``<subject>/01_tcp_ar/<subject>_s001_t000.edf`` + ``.csv``) with muscle bursts.
+
+    Each burst is 20–40 Hz band noise, 4–8× the background, on one electrode for 2.5–4 s; it is annotated
+    ``musc`` on every TCP channel that uses that electrode (as an annotator sees it in the bipolar view), so
+    the per-channel labels are exactly the channels whose signal carries the burst. Returns (edf, events).
+    """
+    rng = np.random.default_rng(seed)
+    written = []
+    index = {name: i for i, name in enumerate(TUH_ELECTRODES)}
+    for number in range(first_subject, first_subject + n_subjects):
+        subject = f"aaar{number:04x}"
+        data = synthesize(rng, abnormal=False, duration_s=duration_s, fs=fs)
+        n = data.shape[1]
+        events: list[tuple[str, float, float, str]] = []
+        # one burst per 5-s slot at most, so bursts never merge into one long artifact
+        slots = rng.permutation(int(duration_s // 5))[:bursts_per_recording]
+        for slot in sorted(slots):
+            length = rng.uniform(2.5, 4.0)
+            start = slot * 5.0 + rng.uniform(0.2, 5.0 - length - 0.2)
+            electrode = str(rng.choice(MUSCLE_ELECTRODES))
+            first, last = int(start * fs), min(n, int((start + length) * fs))
+            burst = _band_noise(rng, last - first, fs, 20.0, 40.0) * 12.0 * rng.uniform(4.0, 8.0)
+            taper = np.hanning(min(50, last - first))  # 0.1-s on/off ramps, like a real contraction
+            burst[: len(taper) // 2] *= taper[: len(taper) // 2]
+            burst[-(len(taper) // 2):] *= taper[len(taper) // 2:]
+            data[index[electrode], first:last] += burst
+            for anode, cathode in TCP_PAIRS:
+                if electrode in (anode, cathode):
+                    events.append((f"{anode}-{cathode}", start, start + length, "musc"))
+        # an annotation on a channel name outside the 22 must be ignored, a seizure label counts for mc
+        events.append(("EKG-REF", 0.0, duration_s, "musc"))
+        path = root / subject / "01_tcp_ar" / f"{subject}_s001_t000.edf"
+        write_edf(path, data, fs, tuh_labels())
+        write_tuh_csv(path.with_suffix(".csv"), duration_s, events)
+        written.append((path, events))
+    return written

@@ -8,7 +8,7 @@ from typing import Optional
 import typer
 
 from lumamba_cli import DISCLAIMER
-from lumamba_cli.commands.train import DATASET_HELP
+from lumamba_cli.commands import train as shared
 
 _NAMES = {
     "balanced_accuracy": "balanced accuracy",
@@ -64,6 +64,16 @@ def render(result: dict) -> None:
         table.add_row(*row)
     err.print(table)
     err.print(f"ranking score: {result['auroc_score_note']}")
+    for level in levels.values():
+        if level.get("pooled"):
+            err.print(f"pooled: {level['pooled']}")
+    if result.get("per_channel"):
+        channels = Table(title="per channel (artifact vs none)")
+        for column in ("channel", "positives", "AUROC"):
+            channels.add_column(column, justify="right" if column != "channel" else "left")
+        for row in result["per_channel"]:
+            channels.add_row(row["channel"], f"{row['positives']}/{row['windows']}", _fmt(row["auroc"]))
+        err.print(channels)
     for name, level in levels.items():
         err.print(f"confusion matrix per {name} (rows true, columns predicted; {', '.join(result['labels'])}):")
         for label, row in zip(result["labels"], level["confusion_matrix"]):
@@ -86,9 +96,9 @@ def register(app: typer.Typer) -> None:
         ),
     )
     def evaluate_command(
-        task: str = typer.Option(..., "--task", help="Task recipe id (e.g. tuab)."),
-        data: Path = typer.Option(..., "--data", help="Dataset folder, or the manifest CSV for --dataset manifest."),
-        dataset: str = typer.Option("manifest", "--dataset", help=DATASET_HELP),
+        task: str = shared.task_option(),
+        data: Path = shared.data_option(),
+        dataset: str = shared.dataset_option(),
         head: Optional[str] = typer.Option(
             None, "--head", help="Head store id or .safetensors file (default: newest stored head for the task)."
         ),
@@ -101,12 +111,16 @@ def register(app: typer.Typer) -> None:
         ),
         bootstrap: int = typer.Option(1000, "--bootstrap", min=0, help="Bootstrap resamples for the 95 % intervals."),
         seed: int = typer.Option(0, "--seed", help="Seed of the bootstrap."),
-        events: Optional[Path] = typer.Option(None, "--events", help="manifest only: window-level label events CSV."),
-        labels: Optional[Path] = typer.Option(None, "--labels", help="apava only: CSV path,label for each .mat."),
-        cache: Optional[Path] = typer.Option(None, "--cache", help="Window cache folder (default in LUMAMBA_HOME)."),
-        device: str = typer.Option("auto", "--device", help="auto | cpu | cuda | cuda:N."),
+        events: Optional[Path] = shared.events_option(),
+        labels: Optional[Path] = shared.labels_option(),
+        cache: Optional[Path] = shared.cache_option(),
+        cache_dtype: str = shared.cache_dtype_option(),
+        mode: Optional[str] = typer.Option(
+            None, "--mode", help="auto | whole | chunked. Default: the preprocessing the head was trained with."
+        ),
+        device: str = shared.device_option(),
         batch_size: int = typer.Option(64, "--batch-size", min=1, help="Windows per forward pass."),
-        json_out: bool = typer.Option(False, "--json", help="Print the full result as JSON on stdout."),
+        json_out: bool = shared.json_option("the full result"),
         quiet: bool = typer.Option(False, "--quiet", help="No table on stderr."),
     ) -> None:
         from lumamba_cli import console
@@ -117,6 +131,8 @@ def register(app: typer.Typer) -> None:
             task=task, data=data, dataset=dataset.lower(), head=head, split=split.lower(),
             auroc_score=auroc_score.lower(), bootstrap=bootstrap, seed=seed, events=events, labels_file=labels,
             cache_dir=cache, device=device, batch_size=batch_size,
+            cache_dtype=shared.choice("--cache-dtype", cache_dtype, ("float32", "float16")),
+            mode=shared.choice("--mode", mode, shared.MODE_CHOICES) if mode is not None else None,
         )
         log = None if quiet else (lambda text: console.err.print(text, markup=False, highlight=False))
         result = evaluate(options, log=log)
