@@ -50,7 +50,7 @@ class ScreenOptions:
     backend: str = "auto"
     batch_size: int = 64
     threshold: float = 0.5
-    mode: str = "auto"
+    mode: str | None = None  # None: the preprocessing each head was trained with (else "auto")
     aliases: Path | None = None
     quiet: bool = False
     json_summary: bool = False
@@ -63,6 +63,9 @@ class ScreenPlan:
     tasks: tuple[str, ...]
     mode: str = "auto"
     aliases: str | None = None
+    # per task (task, mode, chunk_s, chunk_threshold_s): the preprocessing policy its head was trained with,
+    # unless --mode overrides it; tasks not listed use ``mode`` with the default chunking
+    policies: tuple[tuple[str, str, float, float], ...] = ()
     qc_window_s: float = QC_WINDOW_S
     with_qc: bool = True  # also write the model-free <stem>.qc.* report
 
@@ -171,7 +174,9 @@ def produce_screen(plan: ScreenPlan, found: FoundRecording) -> Iterator[Any]:
             qc = _QcLookup(recording, derivation.file_channels, float(recipe.window_s))
             yield _TaskQc(qc.details)
             mode_used = None
-            for block in iter_windows(recording, recipe, derivation, mode=plan.mode):
+            policy = next((p for p in plan.policies if p[0] == task), (task, plan.mode, None, None))
+            chunking = {"chunk_s": policy[2], "chunk_threshold_s": policy[3]} if policy[2] is not None else {}
+            for block in iter_windows(recording, recipe, derivation, mode=policy[1], **chunking):
                 mode_used = block.mode
                 names = list(block.channel_names or derivation.channel_names)
                 positions = block.positions if block.positions is not None else derivation.positions
@@ -307,6 +312,7 @@ class TaskModel:
     positive_label: str | None
     recipe_info: dict[str, Any]
     model_info: dict[str, Any]
+    policy: tuple[str, str, float, float] | None = None  # (task, mode, chunk_s, chunk_threshold_s)
 
 
 def consume_screen(models: dict[str, TaskModel], threshold: float, progress: Progress,
@@ -369,7 +375,7 @@ def consume_screen(models: dict[str, TaskModel], threshold: float, progress: Pro
                                                 model.recipe_info.get("mode", "whole"))
             recipe_info["deviation"] = chunked_deviation() if recipe_info["mode"] == "chunked" else None
             output_labels = list(rows[0].probabilities) if rows and rows[0].probabilities else list(model.labels)
-            warnings = header.warnings + current.warnings
+            warnings = header.warnings + current.warnings + list(recipe_info.get("notes") or [])
             if not rows:
                 warnings.append("the recording is shorter than one window of this task: no window was scored")
             write(item.task, rows, output_labels, model.positive_label, montage=current.montage,
@@ -414,6 +420,7 @@ def load_task_models(options: ScreenOptions) -> dict[str, TaskModel]:
         encoder = _get(meta, "encoder") or {}
         if hasattr(encoder, "model_dump"):
             encoder = encoder.model_dump(mode="json")
+        policy, preprocessing, notes = _preprocessing_policy(task, options.mode, _get(meta, "training") or {})
         models[task] = TaskModel(
             task=task,
             scorer=scorer,
@@ -423,7 +430,9 @@ def load_task_models(options: ScreenOptions) -> dict[str, TaskModel]:
             recipe_info={
                 "id": str(_get(recipe, "id") or task),
                 "hash": str(_get(recipe, "hash")),
-                "mode": options.mode,
+                "mode": policy[1],
+                "preprocessing": preprocessing,
+                "notes": notes,
                 "window_s": _get(recipe, "window_s"),
                 "step_s": _get(recipe, "step_s"),
                 "target_sfreq": _get(recipe, "target_sfreq"),
@@ -438,8 +447,31 @@ def load_task_models(options: ScreenOptions) -> dict[str, TaskModel]:
                 },
                 "head": {"id": Path(head_path).stem, "sha256": sha256_file(head_path), "file": str(head_path)},
             },
+            policy=policy,
         )
     return models
+
+
+def _preprocessing_policy(task: str, requested: str | None, training: dict) -> tuple[tuple, dict, list[str]]:
+    """The preprocessing to screen ``task`` with: the head's training policy unless ``--mode`` names one.
+    A forced mode that differs from training is allowed, but the head never saw such windows: say so."""
+    from lumamba_cli.preprocess import DEFAULT_CHUNK_S, DEFAULT_CHUNK_THRESHOLD_S
+
+    trained = training.get("preprocessing") if isinstance(training, dict) else None
+    notes: list[str] = []
+    if trained and requested is None:
+        policy = (task, str(trained["mode"]), float(trained.get("chunk_s", DEFAULT_CHUNK_S)),
+                  float(trained.get("chunk_threshold_s", DEFAULT_CHUNK_THRESHOLD_S)))
+        source = "head"
+    else:
+        policy = (task, requested or "auto", float(DEFAULT_CHUNK_S), float(DEFAULT_CHUNK_THRESHOLD_S))
+        source = "--mode" if requested is not None else "default (the head records no training policy)"
+        if trained and requested is not None and str(trained.get("mode")) != requested:
+            notes.append(f"--mode {requested} differs from the preprocessing this head was trained with "
+                         f"({trained.get('mode')}); probabilities may shift")
+    preprocessing = {"mode": policy[1], "chunk_s": policy[2], "chunk_threshold_s": policy[3], "source": source,
+                     "trained_with": dict(trained) if trained else None}
+    return policy, preprocessing, notes
 
 
 def _get(obj: Any, name: str) -> Any:
@@ -521,7 +553,12 @@ def run_screen(paths: Sequence[Path], options: ScreenOptions) -> int:
         model_tasks = (show_head(options.head).task,)  # --head alone: the task its metadata names
     options = dataclasses.replace(options, tasks=model_tasks)
     models = load_task_models(options)
-    plan = ScreenPlan(tasks=model_tasks, mode=options.mode, with_qc=qc_requested or not model_tasks,
+    for model in models.values():
+        for note in model.recipe_info.get("notes") or []:
+            if not options.quiet:
+                console.err.print(f"[yellow]warning:[/] {model.task}: {note}", highlight=False)
+    plan = ScreenPlan(tasks=model_tasks, mode=options.mode or "auto", with_qc=qc_requested or not model_tasks,
+                      policies=tuple(m.policy for m in models.values() if m.policy is not None),
                       aliases=str(options.aliases) if options.aliases else None)
     show_progress = not options.quiet and console.err.is_terminal
     progress: Progress = RichProgress() if show_progress else Progress()

@@ -64,10 +64,11 @@ def screen(
     threshold: float = typer.Option(
         0.5, "--threshold", help="Probability (0 to 1) at or above which a window counts as positive in the summary.",
     ),
-    mode: str = typer.Option(
-        "auto", "--mode", help="auto | whole | chunked preprocessing: whole = each contiguous segment at once "
-                               "(upstream parity); chunked = bounded memory for very long recordings (small "
-                               "stated deviation); auto = chunked only for segments over an hour.",
+    mode: Optional[str] = typer.Option(
+        None, "--mode", help="auto | whole | chunked preprocessing: whole = each contiguous segment at once "
+                             "(upstream parity); chunked = bounded memory for very long recordings (small "
+                             "stated deviation); auto = chunked only for segments over an hour. Default: the "
+                             "preprocessing the head was trained with (else auto); a different one is warned about.",
     ),
     aliases: Optional[Path] = typer.Option(
         None, "--aliases",
@@ -104,7 +105,7 @@ def screen(
         backend=_choice("--backend", backend, BACKENDS),
         batch_size=batch_size,
         threshold=threshold,
-        mode=_choice("--mode", mode, MODES),
+        mode=None if mode is None else _choice("--mode", mode, MODES),
         aliases=aliases,
         quiet=quiet,
         json_summary=json_out,
