@@ -7,6 +7,7 @@ the report writers), so the next recording's decoding overlaps the model on the 
 from __future__ import annotations
 
 import json
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
@@ -171,20 +172,28 @@ def produce_screen(plan: ScreenPlan, found: FoundRecording) -> Iterator[Any]:
             derivation = montage.derivation
             yield _TaskStart(task, _montage_block(montage), list(derivation.channel_names),
                              np.asarray(derivation.positions, dtype=np.float32), list(montage.warnings))
-            qc = _QcLookup(recording, derivation.file_channels, float(recipe.window_s))
-            yield _TaskQc(qc.details)
-            mode_used = None
-            policy = next((p for p in plan.policies if p[0] == task), (task, plan.mode, None, None))
-            chunking = {"chunk_s": policy[2], "chunk_threshold_s": policy[3]} if policy[2] is not None else {}
-            for block in iter_windows(recording, recipe, derivation, mode=policy[1], **chunking):
-                mode_used = block.mode
-                names = list(block.channel_names or derivation.channel_names)
-                positions = block.positions if block.positions is not None else derivation.positions
-                yield _Block(block.data, np.asarray(block.start_s, dtype=np.float64),
-                             np.asarray(block.segment), float(block.sfreq), block.mode,
-                             qc.assess(np.asarray(block.start_s, dtype=np.float64), np.asarray(block.segment),
-                                       block.data.shape[-1] / float(block.sfreq)), names,
-                             np.asarray(positions, dtype=np.float32), float(block.eps))
+            # QC of the raw channels runs beside the preprocessing (both mostly outside the GIL): a whole segment
+            # must be preprocessed before its first window exists, so QC would otherwise sit on the critical path.
+            with ThreadPoolExecutor(1, thread_name_prefix="lumamba-qc") as pool:
+                pending_qc = pool.submit(_QcLookup, recording, derivation.file_channels, float(recipe.window_s))
+                qc = None
+                mode_used = None
+                policy = next((p for p in plan.policies if p[0] == task), (task, plan.mode, None, None))
+                chunking = {"chunk_s": policy[2], "chunk_threshold_s": policy[3]} if policy[2] is not None else {}
+                for block in iter_windows(recording, recipe, derivation, mode=policy[1], **chunking):
+                    if qc is None:
+                        qc = pending_qc.result()
+                        yield _TaskQc(qc.details)
+                    mode_used = block.mode
+                    names = list(block.channel_names or derivation.channel_names)
+                    positions = block.positions if block.positions is not None else derivation.positions
+                    yield _Block(block.data, np.asarray(block.start_s, dtype=np.float64),
+                                 np.asarray(block.segment), float(block.sfreq), block.mode,
+                                 qc.assess(np.asarray(block.start_s, dtype=np.float64), np.asarray(block.segment),
+                                           block.data.shape[-1] / float(block.sfreq)), names,
+                                 np.asarray(positions, dtype=np.float32), float(block.eps))
+                if qc is None:
+                    yield _TaskQc(pending_qc.result().details)
             yield _TaskEnd(task, mode_used)
 
 
@@ -303,16 +312,24 @@ class _QcLookup:
 
 @dataclass
 class TaskModel:
-    """A loaded head ready to score one task, with what the report says about it."""
+    """A head ready to score one task, with what the report says about it.
+
+    Its weights load in the background (``loading``): the first recording is decoded and preprocessed meanwhile,
+    and ``scorer`` waits only when the first window is ready.
+    """
 
     task: str
-    scorer: Any  # inference.Scorer
+    loading: Future  # -> inference.Scorer
     labels: list[str]
     classification_type: str
     positive_label: str | None
     recipe_info: dict[str, Any]
     model_info: dict[str, Any]
     policy: tuple[str, str, float, float] | None = None  # (task, mode, chunk_s, chunk_threshold_s)
+
+    @property
+    def scorer(self) -> Any:
+        return self.loading.result()
 
 
 def consume_screen(models: dict[str, TaskModel], threshold: float, progress: Progress,
@@ -388,17 +405,32 @@ def consume_screen(models: dict[str, TaskModel], threshold: float, progress: Pro
     return FileResult(outputs, windows)
 
 
-def load_task_models(options: ScreenOptions) -> dict[str, TaskModel]:
-    """Resolve and load one head per task before any recording is read, so a missing or mismatched head fails
-    the run at once (exit 5) instead of once per file."""
-    from lumamba_cli.errors import UsageError
+_BACKGROUND = ThreadPoolExecutor(1, thread_name_prefix="lumamba-load")
+
+
+def _load_scorer(head_path: Path, encoder_file: Path | None, kind: str, labels: list[str], options: ScreenOptions):
     from lumamba_cli.inference import Scorer
-    from lumamba_cli.model.checkpoint import load_head, read_head_metadata
+    from lumamba_cli.model.checkpoint import load_head
+
+    model, _ = load_head(head_path, encoder_path=encoder_file)
+    return Scorer(model, classification_type=kind, labels=labels, device=options.device, backend=options.backend,
+                  batch_size=options.batch_size)
+
+
+def load_task_models(options: ScreenOptions) -> dict[str, TaskModel]:
+    """Resolve one head per task and check it against its recipe before any recording is read, so a missing or
+    mismatched head fails the run at once (exit 5) instead of once per file; the weights load in the background."""
+    from lumamba_cli.errors import UsageError
+    from lumamba_cli.model.checkpoint import read_head_metadata
     from lumamba_cli.recipes import load_recipe
     from lumamba_cli.weights import check_head_matches, encoder_path, resolve_head, sha256_file
 
     if options.head is not None and len(options.tasks) != 1:
         raise UsageError("--head picks the head of one task: give exactly one --task with it")
+    if options.tasks and options.device not in ("auto", "cpu"):
+        from lumamba_cli.inference import resolve_device
+
+        resolve_device(options.device)  # an unusable --device fails now, not once the weights are loading
     models: dict[str, TaskModel] = {}
     for task in options.tasks:
         recipe = load_recipe(task)
@@ -410,20 +442,19 @@ def load_task_models(options: ScreenOptions) -> dict[str, TaskModel]:
         check_head_matches(header_meta, recipe, path=head_path)
         encoder_file = None
         if not header_meta.contains_encoder and header_meta.encoder is not None:
-            # A head-only file: the official encoder it was fine-tuned from must be present and verified.
-            encoder_file = encoder_path(header_meta.encoder.name)
-        model, meta = load_head(head_path, encoder_path=encoder_file)
-        labels = [str(label) for label in (_get(meta, "labels") or _get(recipe, "labels") or [])]
-        kind = str(_get(meta, "classification_type") or _get(recipe, "classification_type") or "bc")
-        scorer = Scorer(model, classification_type=kind, labels=labels, device=options.device,
-                        backend=options.backend, batch_size=options.batch_size)
-        encoder = _get(meta, "encoder") or {}
+            # A head-only file: the official encoder it was fine-tuned from must be present and verified (found
+            # by content, so an encoder imported under another name still counts).
+            encoder_file = encoder_path(header_meta.encoder.name, sha256=header_meta.encoder.sha256)
+        labels = [str(label) for label in (_get(header_meta, "labels") or _get(recipe, "labels") or [])]
+        kind = str(_get(header_meta, "classification_type") or _get(recipe, "classification_type") or "bc")
+        loading = _BACKGROUND.submit(_load_scorer, head_path, encoder_file, kind, labels, options)
+        encoder = _get(header_meta, "encoder") or {}
         if hasattr(encoder, "model_dump"):
             encoder = encoder.model_dump(mode="json")
-        policy, preprocessing, notes = _preprocessing_policy(task, options.mode, _get(meta, "training") or {})
+        policy, preprocessing, notes = _preprocessing_policy(task, options.mode, _get(header_meta, "training") or {})
         models[task] = TaskModel(
             task=task,
-            scorer=scorer,
+            loading=loading,
             labels=labels,
             classification_type=kind,
             positive_label=labels[1] if kind == "bc" and len(labels) == 2 else None,
@@ -443,7 +474,7 @@ def load_task_models(options: ScreenOptions) -> dict[str, TaskModel]:
                     # None: the head file carries its own encoder weights (fine-tuned end to end).
                     "file": str(encoder_file) if encoder_file is not None else None,
                     "sha256": _str_or_none(_get(encoder, "sha256")),
-                    "embedded_in_head": bool(meta.contains_encoder),
+                    "embedded_in_head": bool(header_meta.contains_encoder),
                 },
                 "head": {"id": Path(head_path).stem, "sha256": sha256_file(head_path), "file": str(head_path)},
             },
