@@ -104,15 +104,32 @@ def _walk(root: Path, glob: str | None, skip: set[Path]) -> list[Path]:
 
 
 def _disambiguate(found: list[FoundRecording]) -> list[FoundRecording]:
-    """``a.edf`` and ``a.bdf`` in one folder would write the same report names: keep the suffix for both."""
-    keys: dict[tuple[Path, str], int] = {}
-    for item in found:
-        keys[(item.out_dir, item.stem)] = keys.get((item.out_dir, item.stem), 0) + 1
+    """Recordings that would write the same report names must not overwrite each other's reports.
+
+    ``a.edf`` and ``a.bdf`` in one folder keep their suffix (``a_edf``, ``a_bdf``). Names that still collide
+    (``x.edf`` in two folders sent to one ``--out``, or ``x.edf`` beside ``x.EDF``) also get a short hash of the
+    input's absolute path: stable from run to run, and the report's ``input.path`` says which file it was.
+    """
+    import hashlib
+
+    def counts(items: list[FoundRecording]) -> dict[tuple[Path, str], int]:
+        keys: dict[tuple[Path, str], int] = {}
+        for item in items:
+            keys[(item.out_dir, item.stem)] = keys.get((item.out_dir, item.stem), 0) + 1
+        return keys
+
+    keys = counts(found)
+    with_suffix = [
+        FoundRecording(item.path, item.out_dir, item.stem + "_" + item.path.suffix.lstrip(".").lower(), item.explicit)
+        if keys[(item.out_dir, item.stem)] > 1 else item
+        for item in found
+    ]
+    keys = counts(with_suffix)
     result = []
-    for item in found:
+    for item in with_suffix:
         if keys[(item.out_dir, item.stem)] > 1:
-            stem = item.stem + "_" + item.path.suffix.lstrip(".").lower()
-            item = FoundRecording(item.path, item.out_dir, stem, item.explicit)
+            tag = hashlib.sha256(str(item.path).encode("utf-8")).hexdigest()[:8]
+            item = FoundRecording(item.path, item.out_dir, f"{item.stem}_{tag}", item.explicit)
         result.append(item)
     return result
 
@@ -176,13 +193,19 @@ def _file_identity(path: Path) -> tuple[int | None, int | None]:
 
 
 def is_done(found: FoundRecording, previous: dict[str, Any] | None, expected: Sequence[str],
-            tasks: Sequence[str]) -> bool:
+            tasks: Sequence[str], params: dict[str, Any] | None = None) -> bool:
     """A recording is finished when the manifest says ``ok`` for these tasks, the input has not changed since,
-    and every expected report exists."""
+    every expected report exists and, when ``params`` is given, each task ran with the same parameters (a
+    changed threshold, head or preprocessing gives different reports, so those are never skipped)."""
     if not previous or previous.get("status") != "ok":
         return False
     if not set(tasks) <= set(previous.get("tasks", [])):
         return False
+    if params is not None:
+        before = previous.get("params")
+        # An entry from a run that did not record its parameters cannot prove they match: redo it.
+        if not isinstance(before, dict) or any(before.get(task) != params.get(task) for task in tasks):
+            return False
     size, mtime_ns = _file_identity(found.path)
     if previous.get("size") != size or previous.get("mtime_ns") != mtime_ns:
         return False
@@ -198,7 +221,8 @@ class FileResult:
     """What ``consume`` returns for one recording."""
 
     outputs: list[Path]
-    windows: int = 0
+    windows: int = 0  # all tasks together: a measure of work, not of the recording
+    notes: list[str] = field(default_factory=list)  # one line per task for the human summary
 
 
 @dataclass
@@ -211,6 +235,7 @@ class FileOutcome:
     error: str | None = None
     error_code: int | None = None
     exception: BaseException | None = None
+    notes: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -274,9 +299,17 @@ def run_batch(
     queue_items: int = 4,
     progress: Progress | None = None,
     estimate_windows: Callable[[FoundRecording], int] | None = None,
+    params: dict[str, Any] | None = None,
 ) -> BatchResult:
-    """Process every recording, appending one manifest line per file as soon as it is finished."""
+    """Process every recording, appending one manifest line per file as soon as it is finished.
+
+    ``params`` (per task, JSON-ready: whatever changes that task's reports) is written to each manifest line and
+    compared by ``skip_existing``.
+    """
     progress = progress or Progress()
+    if params is not None:
+        # The same form the manifest stores (tuples become lists, keys sorted), so comparison is by value.
+        params = json.loads(json.dumps(params, sort_keys=True))
     manifests: dict[Path, Manifest] = {}
     previous: dict[Path, dict[str, dict[str, Any]]] = {}
     outcomes: dict[int, FileOutcome] = {}
@@ -304,6 +337,7 @@ def run_batch(
             "size": size,
             "mtime_ns": mtime_ns,
             "windows": outcome.windows,
+            **({"params": params} if params is not None else {}),
             "finished_utc": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         })
         outcomes[index] = outcome
@@ -313,7 +347,7 @@ def run_batch(
     for index, item in enumerate(found):
         manifest_for(item)
         before = previous[item.out_dir].get(str(item.path))
-        if skip_existing and is_done(item, before, expected_outputs(item), tasks):
+        if skip_existing and is_done(item, before, expected_outputs(item), tasks, params):
             record(index, FileOutcome(item, "skipped", outputs=list(before.get("outputs", [])),
                                       windows=int(before.get("windows") or 0)))
         else:
@@ -334,7 +368,8 @@ def run_batch(
                                       error_code=code, exception=exc))
             return
         names = [_relative(path, item.out_dir) for path in result.outputs]
-        record(index, FileOutcome(item, "ok", time.perf_counter() - started, outputs=names, windows=result.windows))
+        record(index, FileOutcome(item, "ok", time.perf_counter() - started, outputs=names, windows=result.windows,
+                                  notes=list(result.notes)))
 
     try:
         if jobs <= 1:

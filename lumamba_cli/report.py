@@ -475,6 +475,9 @@ MANIFEST_SCHEMA: dict[str, Any] = {
         "size": {"type": ["integer", "null"]},
         "mtime_ns": {"type": ["integer", "null"]},
         "windows": {"type": ["integer", "null"]},
+        "params": {"type": "object", "additionalProperties": {"type": "object"},
+                   "description": "per task, the run parameters that shape its reports (compared by "
+                                  "--skip-existing)"},
         "finished_utc": _NULLABLE_STR,
     },
 }

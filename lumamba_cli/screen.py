@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
@@ -89,6 +89,7 @@ class _QcWindows:
     rows: list[Any]  # report.WindowRow, without probabilities
     details: dict[str, Any]
     montage: dict[str, Any] | None = None
+    skipped: list[str] = field(default_factory=list)  # segments too short for one qc window
 
 
 @dataclass
@@ -122,6 +123,7 @@ class _TaskQc:
 class _TaskEnd:
     task: str
     mode: str | None
+    skipped: list[str] = field(default_factory=list)  # segments too short for one window: the report says so
 
 
 def expected_outputs(tasks: Sequence[str]) -> Callable[[FoundRecording], list[str]]:
@@ -178,9 +180,11 @@ def produce_screen(plan: ScreenPlan, found: FoundRecording) -> Iterator[Any]:
                 pending_qc = pool.submit(_QcLookup, recording, derivation.file_channels, float(recipe.window_s))
                 qc = None
                 mode_used = None
+                skipped: list[str] = []
                 policy = next((p for p in plan.policies if p[0] == task), (task, plan.mode, None, None))
                 chunking = {"chunk_s": policy[2], "chunk_threshold_s": policy[3]} if policy[2] is not None else {}
-                for block in iter_windows(recording, recipe, derivation, mode=policy[1], **chunking):
+                for block in iter_windows(recording, recipe, derivation, mode=policy[1], on_skip=skipped.append,
+                                          **chunking):
                     if qc is None:
                         qc = pending_qc.result()
                         yield _TaskQc(qc.details)
@@ -194,7 +198,7 @@ def produce_screen(plan: ScreenPlan, found: FoundRecording) -> Iterator[Any]:
                                  np.asarray(positions, dtype=np.float32), float(block.eps))
                 if qc is None:
                     yield _TaskQc(pending_qc.result().details)
-            yield _TaskEnd(task, mode_used)
+            yield _TaskEnd(task, mode_used, skipped)
 
 
 def _montage_block(montage: Any) -> dict[str, Any]:
@@ -239,7 +243,10 @@ def _qc_only_windows(recording: Any, window_s: float) -> _QcWindows:
                                   qc_bad_channels=described["bad_channels"], excluded=not described["qc_pass"],
                                   excluded_reason=_qc_reason(flags) if not described["qc_pass"] else None))
     details = _qc_details(recording, channels, window_s, thresholds, mains)
-    return _QcWindows(rows, details)
+    skipped = [f"{recording.path}: segment {index} at {seg.onset_s:.3f} s lasts {seg.duration_s:.3f} s, shorter "
+               f"than one {window_s:g}-s qc window: no window from it"
+               for index, seg in enumerate(recording.segments) if seg.duration_s + 1e-9 < window_s]
+    return _QcWindows(rows, details, skipped=skipped)
 
 
 def _split_flags(text: str) -> list[str]:
@@ -332,6 +339,17 @@ class TaskModel:
         return self.loading.result()
 
 
+def _summary_line(task: str, summary: dict[str, Any]) -> str:
+    """One task's figures for the terminal table, with the denominators a reader needs to weigh them."""
+    line = f"{task}: {summary['windows_used']} of {summary['windows_total']} windows used"
+    positive = summary.get("positive")
+    if positive is not None and positive.get("mean_probability") is not None:
+        line += (f"; p({positive['label']}) mean {positive['mean_probability']:.2f}, "
+                 f"≥ {summary['threshold']:g} in {100 * positive['fraction_above_threshold']:.0f}% of them, "
+                 f"longest run {positive['longest_run_s']:g} s")
+    return line
+
+
 def consume_screen(models: dict[str, TaskModel], threshold: float, progress: Progress,
                    found: FoundRecording, items: Iterator[Any]) -> FileResult:
     """Score the blocks one recording's producer sends, and write its reports (main thread)."""
@@ -344,12 +362,14 @@ def consume_screen(models: dict[str, TaskModel], threshold: float, progress: Pro
         raise RuntimeError(f"{found.path}: the producer sent no header")
     outputs: list[Path] = []
     windows = 0
+    notes: list[str] = []
 
     def write(task: str, rows: list[WindowRow], labels: list[str], positive: str | None, **blocks: Any) -> None:
         csv_name, json_name = output_names(found.stem, task)
         summary = summarise(rows, labels, threshold=threshold, positive_label=positive)
         report = build_report(task=task, input_info=header.input_info, rows=rows, labels=labels, summary=summary,
                               start_time=header.start_time, **blocks)
+        notes.append(_summary_line(task, summary))
         # JSON last: its presence (with the manifest) marks the recording's task as finished.
         outputs.append(write_csv(found.out_dir / csv_name, rows, labels, header.start_time))
         outputs.append(write_json(found.out_dir / json_name, report))
@@ -361,7 +381,8 @@ def consume_screen(models: dict[str, TaskModel], threshold: float, progress: Pro
         if isinstance(item, _QcWindows):
             windows += len(item.rows)
             progress.windows_done(len(item.rows))
-            write(QC_TASK, item.rows, [], None, qc=item.details, montage=item.montage, warnings=header.warnings)
+            write(QC_TASK, item.rows, [], None, qc=item.details, montage=item.montage,
+                  warnings=header.warnings + item.skipped)
         elif isinstance(item, _TaskStart):
             current, rows, task_qc = item, [], None
         elif isinstance(item, _TaskQc):
@@ -392,7 +413,7 @@ def consume_screen(models: dict[str, TaskModel], threshold: float, progress: Pro
                                                 model.recipe_info.get("mode", "whole"))
             recipe_info["deviation"] = chunked_deviation() if recipe_info["mode"] == "chunked" else None
             output_labels = list(rows[0].probabilities) if rows and rows[0].probabilities else list(model.labels)
-            warnings = header.warnings + current.warnings + list(recipe_info.get("notes") or [])
+            warnings = header.warnings + current.warnings + list(recipe_info.get("notes") or []) + item.skipped
             if not rows:
                 warnings.append("the recording is shorter than one window of this task: no window was scored")
             write(item.task, rows, output_labels, model.positive_label, montage=current.montage,
@@ -402,7 +423,7 @@ def consume_screen(models: dict[str, TaskModel], threshold: float, progress: Pro
             current = None
     if current is not None:
         raise RuntimeError(f"{found.path}: task {current.task} did not finish")
-    return FileResult(outputs, windows)
+    return FileResult(outputs, windows, notes)
 
 
 _BACKGROUND = ThreadPoolExecutor(1, thread_name_prefix="lumamba-load")
@@ -562,6 +583,30 @@ class RichProgress(Progress):
         self._bar.stop()
 
 
+def run_parameters(plan: ScreenPlan, models: dict[str, TaskModel], options: ScreenOptions) -> dict[str, Any]:
+    """Per report task, everything besides the input that changes its reports: the manifest keeps it, so that
+    --skip-existing redoes a recording whose threshold, head, encoder, recipe or preprocessing changed."""
+    from lumamba_cli.fileio import sha256_file
+    from lumamba_cli.report import QC_TASK
+
+    aliases = sha256_file(Path(plan.aliases)) if plan.aliases else None
+    params: dict[str, Any] = {}
+    if plan.with_qc:
+        params[QC_TASK] = {"threshold": options.threshold, "aliases_sha256": aliases, "window_s": plan.qc_window_s}
+    for task, model in models.items():
+        params[task] = {
+            "threshold": options.threshold,
+            "aliases_sha256": aliases,
+            "recipe_hash": model.recipe_info.get("hash"),
+            "head_sha256": model.model_info["head"]["sha256"],
+            "encoder_sha256": model.model_info["encoder"].get("sha256"),
+            "preprocessing": list(model.policy[1:]) if model.policy is not None else None,
+            "device": options.device,
+            "backend": options.backend,
+        }
+    return params
+
+
 def run_screen(paths: Sequence[Path], options: ScreenOptions) -> int:
     """``lumamba screen``: returns the exit code (or raises the error of a single named file)."""
     import dataclasses
@@ -605,6 +650,7 @@ def run_screen(paths: Sequence[Path], options: ScreenOptions) -> int:
         jobs=options.jobs,
         progress=progress,
         estimate_windows=functools.partial(_estimate_windows, window_plan) if show_progress else None,
+        params=run_parameters(plan, models, options),
     )
     if len(found) == 1 and found[0].explicit and result.outcomes[0].status == "failed":
         # One named file: its own exit code (3 bad input, 4 montage, 5 weights) says more than "6: some failed".
@@ -633,11 +679,12 @@ def _print_outcomes(result: BatchResult, models: dict[str, TaskModel]) -> None:
     table = Table(title="lumamba screen")
     table.add_column("recording")
     table.add_column("status")
-    table.add_column("windows", justify="right")
+    table.add_column("windows\n(all tasks)", justify="right")
     table.add_column("detail")
     colours = {"ok": "green", "failed": "red", "skipped": "cyan"}
     for outcome in result.outcomes:
-        detail = outcome.error or (", ".join(outcome.outputs[-2:]) if outcome.outputs else "")
+        detail = outcome.error or "\n".join(outcome.notes) or (
+            "reports exist (--skip-existing)" if outcome.status == "skipped" else "")
         table.add_row(str(outcome.found.path.name), f"[{colours[outcome.status]}]{outcome.status}[/]",
                       str(outcome.windows), detail)
     err.print(table)

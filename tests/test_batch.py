@@ -198,3 +198,48 @@ def test_worker_blocks_are_spilled_and_cleaned_up(tmp_path, monkeypatch):
     assert [o.status for o in result.outcomes] == ["ok", "ok"]
     assert seen == [(s, k, float(k)) for s in ("a", "b") for k in range(3)]
     assert list(spill_root.iterdir()) == []
+
+
+def test_skip_existing_redoes_a_file_whose_run_parameters_changed(tmp_path):
+    root = tmp_path / "d"
+    _touch(root / "a.edf")
+    found = find_recordings([root])
+    log: list[str] = []
+
+    def run(params):
+        return run_batch(found, _produce, _make_consume(log), tasks=["qc"], expected_outputs=_expected,
+                         skip_existing=True, params=params)
+
+    run({"qc": {"threshold": 0.5, "preprocessing": ("whole", 300.0)}})
+    # Tuples and lists are the same value once in the manifest: an unchanged run is skipped.
+    assert [o.status for o in run({"qc": {"threshold": 0.5, "preprocessing": ["whole", 300.0]}}).outcomes] == ["skipped"]
+    assert [o.status for o in run({"qc": {"threshold": 0.7, "preprocessing": ["whole", 300.0]}}).outcomes] == ["ok"]
+    assert [o.status for o in run({"qc": {"threshold": 0.7, "preprocessing": ["whole", 300.0]}}).outcomes] == [
+        "skipped"]
+    assert log == ["a", "a"]
+    entries = Manifest(root / "lumamba").entries()
+    for entry in entries:
+        jsonschema.validate(entry, json_schema("manifest"))
+    assert entries[-1]["params"]["qc"]["threshold"] == 0.7
+    # A manifest written without parameters cannot prove they match.
+    run_batch(found, _produce, _make_consume(log), tasks=["qc"], expected_outputs=_expected)
+    assert [o.status for o in run({"qc": {"threshold": 0.7, "preprocessing": ["whole", 300.0]}}).outcomes] == ["ok"]
+
+
+def test_recordings_that_would_share_report_names_never_overwrite_each_other(tmp_path):
+    _touch(tmp_path / "site1" / "x.edf")
+    _touch(tmp_path / "site2" / "x.edf")
+    _touch(tmp_path / "site2" / "y.edf")
+    _touch(tmp_path / "site2" / "y.EDF")  # a different file on a case-sensitive file system
+    out = tmp_path / "reports"
+    found = find_recordings([tmp_path / "site1", tmp_path / "site2"], out=out)
+    assert len(found) == 4 and len({(f.out_dir, f.stem) for f in found}) == 4
+    assert all(f.stem.startswith(("x_", "y_")) for f in found)
+    assert [f.stem for f in find_recordings([tmp_path / "site1", tmp_path / "site2"], out=out)] == [
+        f.stem for f in found]  # stable from run to run
+    log: list[str] = []
+    run_batch(found, _produce, _make_consume(log), tasks=[], expected_outputs=_expected)
+    written = sorted(p.name for p in out.glob("*.qc.json"))
+    assert len(written) == 4
+    # Files named alone keep their plain stem when nothing collides.
+    assert find_recordings([tmp_path / "site2" / "x.edf"], out=out)[0].stem == "x"

@@ -87,6 +87,17 @@ def test_real_clinical_recording(absence_edf):
     np.testing.assert_allclose(starts, 5.0 * np.arange(362))
     passed = np.concatenate([b.qc_pass for b in blocks])
     assert passed.mean() > 0.9  # seizures and hyperventilation are EEG, not artefact
+    import mne
+
+    annotations = mne.read_annotations(absence_edf)
+    marks = {d.strip(): [] for d in annotations.description}
+    for onset, text in zip(annotations.onset, annotations.description):
+        marks[text.strip()].append(onset)
+    intervals = list(zip(marks["SZ START"], marks["SZ END"])) + list(zip(marks["HV START"], marks["HV END"]))
+    assert len(intervals) == 4
+    for begin, end in intervals:  # high-amplitude ictal and HV rhythms must not be mistaken for artefact
+        touching = (starts + 5.0 > begin) & (starts < end)
+        assert touching.any() and passed[touching].all(), (begin, end)
     clipping = np.concatenate([b.flags["clipping"] for b in blocks])
     assert not clipping.any()
     rows = blocks[0].rows()

@@ -387,3 +387,79 @@ def test_probability_mapping_per_classification_type():
     assert _predicted("mmc", viewed.numpy(), names)[0].split(";")[0] == "c0=shiv"  # argmax of increasing logits
     with pytest.raises(WeightsError):
         probabilities_from_logits(logits, "regression")
+
+
+def test_skip_existing_notices_a_changed_threshold_or_preprocessing(heads, tmp_path):
+    recording = crop_records(EXCERPT, tmp_path / "in" / "short.edf", 20)
+    out = tmp_path / "out"
+    base = ["screen", str(recording), "--task", "tuab", "--head", str(heads["tuab"]), "--out", str(out), "--quiet",
+            "--skip-existing"]
+
+    def statuses() -> list[str]:
+        return [e["status"] for e in manifest(out)]
+
+    assert run_cli(base) == 0
+    assert run_cli(base) == 0
+    assert statuses() == ["ok", "skipped"]
+    assert run_cli(base + ["--threshold", "0.999"]) == 0  # same input and head, different summary: redone
+    report, _, _ = load_outputs(out, "short", "tuab")
+    assert report["summary"]["threshold"] == 0.999
+    assert run_cli(base + ["--threshold", "0.999", "--mode", "chunked"]) == 0
+    assert run_cli(base + ["--threshold", "0.999", "--mode", "chunked"]) == 0
+    assert statuses() == ["ok", "skipped", "ok", "ok", "skipped"]
+    assert load_outputs(out, "short", "tuab")[0]["recipe"]["mode"] == "chunked"
+    assert manifest(out)[-2]["params"]["tuab"]["head_sha256"] == report["model"]["head"]["sha256"]
+
+
+def test_a_segment_too_short_for_a_window_is_stated_in_the_reports(heads, tmp_path):
+    from edf_factory import make_discontinuous
+
+    contiguous = crop_records(EXCERPT, tmp_path / "c.edf", 40)
+    # Segments of 20 s, 3 s (too short for a 5-s window) and 17 s.
+    gapped, _ = make_discontinuous(contiguous, tmp_path / "short_gap.edf", {20: 10.0, 23: 10.0})
+    out = tmp_path / "out"
+    assert run_cli(["screen", str(gapped), "--task", "tuab", "--task", "qc", "--head", str(heads["tuab"]),
+                    "--out", str(out), "--quiet"]) == 0
+    for task in ("tuab", "qc"):
+        report, frame, _ = load_outputs(out, "short_gap", task)
+        assert [s["duration_s"] for s in report["input"]["header"]["segments"]] == pytest.approx([20.0, 3.0, 17.0])
+        assert sorted(set(frame["start_s"])) == pytest.approx([0, 5, 10, 15, 43, 48, 53])  # none from segment 1
+        stated = [w for w in report["warnings"] if "segment 1" in w and "no window" in w]
+        assert len(stated) == 1, report["warnings"]
+
+
+def test_terminal_summary_line_gives_its_denominators():
+    from lumamba_cli.report import WindowRow, summarise
+    from lumamba_cli.screen import _summary_line
+
+    rows = [WindowRow(k, 5.0 * k, 5.0 * k + 5, probabilities={"normal": 1 - p, "abnormal": p}, label="x",
+                      excluded=k == 3, qc_pass=k != 3, excluded_reason="qc failed" if k == 3 else None)
+            for k, p in enumerate([0.9, 0.8, 0.1, 0.99])]
+    summary = summarise(rows, ["normal", "abnormal"], threshold=0.5, positive_label="abnormal")
+    line = _summary_line("tuab", summary)
+    assert line == "tuab: 3 of 4 windows used; p(abnormal) mean 0.60, ≥ 0.5 in 67% of them, longest run 10 s"
+
+
+def test_clock_times_carry_the_subsecond_start_of_the_first_record(shared_data, tmp_path):
+    from edf_factory import read_raw_header, records_of
+
+    path = shared_data / "pyedflib_test_subsecond.edf"
+    if not path.exists():
+        pytest.skip(f"{path.name} is absent")
+    header, records = records_of(path)
+    signal = header.annotation_signal()
+    offset = header.signal_offsets()[signal]
+    tal = records[0][offset:offset + 20].split(b"\x14")[0].decode("ascii")  # "+0.3945312": the start offset
+    fixed = read_raw_header(path).fixed
+    day, month, year = (int(x) for x in fixed[168:176].decode("ascii").split("."))
+    hour, minute, second = (int(x) for x in fixed[176:184].decode("ascii").split("."))
+    start = dt.datetime(2000 + year if year < 85 else 1900 + year, month, day, hour, minute, second)
+    start += dt.timedelta(seconds=float(tal))
+    out = tmp_path / "out"
+    assert run_cli(["screen", str(path), "--out", str(out), "--quiet"]) == 0
+    report, frame, _ = load_outputs(out, path.stem, "qc")
+    assert float(tal) > 0.3
+    for k in (0, 7):
+        expected = start + dt.timedelta(seconds=5.0 * k)
+        assert abs(dt.datetime.fromisoformat(frame["start_time"].iloc[k]) - expected) <= dt.timedelta(microseconds=1)
+        assert report["windows"][k]["start_time"] == frame["start_time"].iloc[k]

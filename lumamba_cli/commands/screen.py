@@ -48,7 +48,9 @@ def screen(
     ),
     skip_existing: bool = typer.Option(
         False, "--skip-existing", help="Resume: skip recordings whose reports exist and that manifest.jsonl lists "
-                                       "as ok for these tasks (and that did not change since).",
+                                       "as ok for these tasks with the same threshold, head, encoder, recipe, "
+                                       "preprocessing, aliases, device and backend (and that did not change "
+                                       "since); anything else is redone.",
     ),
     jobs: int = typer.Option(
         1, "--jobs", "-j", help="Worker processes that decode and preprocess recordings in parallel "
