@@ -53,7 +53,11 @@ _KIND_PREFIXES = (
     ("SAO2", "spo2"), ("PHOTIC", "photic"), ("MARK", "marker"), ("EVENT", "marker"), ("STATUS", "marker"),
     ("TRIGGER", "marker"),
 )
-_KIND_EXACT = {"MK": "marker", "HR": "misc", "PULSE": "misc"}
+_KIND_EXACT = {
+    "MK": "marker", "HR": "misc", "PULSE": "misc",
+    # outer-canthus eye leads (LOC/ROC) and TUH's upper/lower canthus leads
+    "LOC": "eog", "ROC": "eog", "LUC": "eog", "RUC": "eog", "LLC": "eog", "RLC": "eog",
+}
 
 # A position farther than this from the head origin is not a scalp electrode in metres (millimetres, most likely).
 _MAX_PLAUSIBLE_M = 0.3
@@ -387,6 +391,20 @@ class Registry:
 
         missing = [q for q in report.required if q.status == "missing"]
         used = [r for r in rows if r.used]
+        if layout.kind == "referential":
+            # A referential layout assumes one common reference; channels against different references (some
+            # "-LE", some "-REF") are not comparable and the model would see them as if they were.
+            references = sorted({r.match.reference or "unstated" for r in used if r.match.source != "bipolar"})
+            if len(references) > 1:
+                by_reference = {
+                    ref: [r.label for r in used if (r.match.reference or "unstated") == ref] for ref in references
+                }
+                report.warnings.append(
+                    "channels feeding " + layout.name + " name different references ("
+                    + "; ".join(f"{ref}: {', '.join(labels[:4])}{'…' if len(labels) > 4 else ''}"
+                                for ref, labels in by_reference.items())
+                    + "); a referential layout needs one common reference"
+                )
         rates = sorted({r.sfreq for r in used if r.sfreq is not None})
         if missing:
             report.usable = False

@@ -51,6 +51,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from lumamba_cli.errors import BadInputError
 from lumamba_cli.recipes import Recipe
 
 Mode = Literal["auto", "whole", "chunked"]
@@ -471,6 +472,9 @@ def iter_windows(
         # positions stay in layout order: this reproduces upstream's mismatch on purpose (spec Q-TUH)
     channel = recording.channels[rows[0]]
     sfreq = float(channel.sfreq)
+    problem = recipe.native_rate_problem(sfreq)
+    if problem:
+        raise BadInputError(problem, path=getattr(recording, "path", None))
     fs = output_sfreq(sfreq, recipe)
     window, step = recipe.window_samples(fs), recipe.step_samples(fs)
     eps = recipe_eps_uv(recipe)

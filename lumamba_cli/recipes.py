@@ -176,6 +176,19 @@ class Recipe(_Strict):
     def step_samples(self, sfreq: float) -> int:
         return max(1, int(round(self.step_s * sfreq)))
 
+    def native_rate_problem(self, sfreq: float) -> str | None:
+        """Why a recording sampled at ``sfreq`` cannot go through this recipe, or None. Filtering happens at the
+        native rate (before any resampling, as upstream), so the band-pass's low-pass edge must lie below the
+        *native* Nyquist frequency; MNE, upstream's filter, refuses otherwise."""
+        if sfreq <= 0:
+            return f"sampling rate {sfreq:g} Hz is not positive"
+        if self.bandpass is not None and self.bandpass.h_freq is not None and self.bandpass.h_freq >= sfreq / 2:
+            return (
+                f"sampled at {sfreq:g} Hz, too slow for the {self.id} recipe: its {self.bandpass.h_freq:g} Hz "
+                f"low-pass is applied at the native rate and needs more than {2 * self.bandpass.h_freq:g} Hz"
+            )
+        return None
+
     def with_options(self, **changes: object) -> Recipe:
         """A validated copy with some fields changed (e.g. ``tuh_row_order='script'``); its hash differs."""
         return Recipe.model_validate({**self.model_dump(), **changes})

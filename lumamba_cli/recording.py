@@ -80,6 +80,7 @@ _ELECTRODE = re.compile(
     r"(?:N|NF|FP|AF|AFF|F|FF|FFC|FFT|FC|FCC|FT|FTT|C|CC|CCP|CP|CPP|T|TT|TTP|TP|TPP|P|PP|PPO|PO|POO|O|OI|I|A|M|PG|SP)"
     r"(?:Z|\d{1,2}H?)|NZ|IZ"
 )
+_CANTHUS_LEADS = ("LOC", "ROC", "LUC", "RUC", "LLC", "RLC")
 _REFERENCE_SUFFIX = re.compile(r"-(?:REF|LE|AR|AVG|AV|CAR|A1|A2|M1|M2|A1A2|LINKED)$")
 
 
@@ -410,7 +411,9 @@ def classify_channel(label: str, unit: str = "", transducer: str = "") -> Channe
         return "marker"
     if any(w in ("ECG", "EKG") or w.startswith(("ECG", "EKG")) for w in words):
         return "ecg"
-    if any(w.startswith("EOG") for w in words) or text in ("LOC", "ROC"):
+    # LOC/ROC (left/right outer canthus) and TUH's canthus leads (LUC, RLC: left upper, right lower …) are eye
+    # electrodes even when the label carries an "EEG" prefix and a reference suffix ("EEG RLC-LE").
+    if any(w.startswith("EOG") or w in _CANTHUS_LEADS for w in words):
         return "eog"
     if any(w.startswith("EMG") for w in words) or "CHIN" in words:
         return "emg"
@@ -431,6 +434,37 @@ def classify_channel(label: str, unit: str = "", transducer: str = "") -> Channe
     if voltage and "EEG" in transducer.upper() and _is_electrode(parts[0]):
         return "eeg"
     return "misc"
+
+
+# A scalp EEG amplifier must span at least a few hundred µV peak to peak or ordinary EEG (tens to a few hundred µV)
+# would clip; no EEG front end spans more than a few volts. A header range outside these bounds, once scaled to µV,
+# means the unit field is wrong, not the amplifier. The bounds are loose on purpose: only gross mislabels
+# (V or mV written as µV, µV written as V) are flagged.
+_EEG_SPAN_UV_MIN = 20.0
+_EEG_SPAN_UV_MAX = 1e7
+# Real scalp EEG swings by tens of µV within seconds; a whole recording (or scanned stretch) that stays within 1 µV
+# is not EEG in µV.
+_EEG_SWING_UV_MIN = 1.0
+
+
+def _implausible_eeg_ranges(channels: list[ChannelInfo]) -> list[str]:
+    """Describe EEG channels whose physical range, in µV, no real EEG amplifier has."""
+    found = []
+    for channel in channels:
+        if channel.kind != "eeg" or channel.to_uv is None or channel.flat:
+            continue
+        span_uv = abs(channel.physical_max - channel.physical_min) * channel.to_uv
+        if span_uv < _EEG_SPAN_UV_MIN:
+            guess = "volts or millivolts"
+        elif span_uv > _EEG_SPAN_UV_MAX:
+            guess = "a smaller unit (µV or nV)"
+        else:
+            continue
+        found.append(
+            f"{channel.label!r} spans {channel.physical_min:g} to {channel.physical_max:g} {channel.unit} "
+            f"({span_uv:.3g} µV peak to peak; likely {guess})"
+        )
+    return found
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -662,6 +696,12 @@ class Recording:
             self.warnings.append(
                 "unknown physical unit, no µV scale (read these with units='physical'): " + ", ".join(unknown_units)
             )
+        implausible = _implausible_eeg_ranges(self.channels)
+        if implausible:
+            self.warnings.append(
+                "EEG channel(s) whose header range is implausible in the stated unit, so the unit is probably wrong "
+                "(e.g. volts written as 'uV'); amplitudes and any µV threshold will be off: " + "; ".join(implausible)
+            )
         if header.record_duration <= 0 and data_signals:
             raise BadInputError("data record duration is 0 but the file has signal channels", path=path)
         labels = [c.label for c in self.channels]
@@ -881,6 +921,7 @@ class Recording:
         """Set ``flat`` (True: every sample equal, False: not) by reading the data, ``chunk_s`` at a time so memory
         stays bounded; ``max_seconds`` limits the scan to the start of the recording. Returns the flat channels.
         Without a scan ``flat`` is True only where the header alone proves it (digital or physical range of 0)."""
+        tiny: list[str] = []
         for rate in sorted({c.sfreq for c in self.channels}):
             group = [c for c in self.channels if c.sfreq == rate and c.flat is not True]
             if not group:
@@ -899,6 +940,18 @@ class Recording:
                 start = end
             for channel, lo, hi in zip(group, low, high):
                 self.channels[channel.index] = replace(channel, flat=bool(lo == hi))
+                if channel.kind == "eeg" and channel.to_uv is not None and lo < hi:
+                    swing_uv = (hi - lo) * channel.to_uv
+                    if swing_uv < _EEG_SWING_UV_MIN:
+                        tiny.append(f"{channel.label!r} ({swing_uv:.3g} µV)")
+        if tiny:
+            note = (
+                f"EEG channel(s) whose largest swing over the scanned data is below {_EEG_SWING_UV_MIN:g} µV peak to "
+                "peak, which no connected scalp electrode shows; the unit is probably wrong (volts written as µV) or "
+                "the electrode is disconnected: " + ", ".join(tiny)
+            )
+            if note not in self.warnings:
+                self.warnings.append(note)
         return [c for c in self.channels if c.flat]
 
     def channel_indices(self, kinds: tuple[str, ...]) -> list[int]:

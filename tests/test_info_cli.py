@@ -86,3 +86,21 @@ def test_info_as_a_process(shared_data):
     described = json.loads(done.stdout)
     assert "中文测试八个字" in [a["text"] for a in described["annotations"]]
     assert described["start_time"] == "2020-01-24T04:05:56.394531"
+
+
+def test_info_warns_when_eeg_unit_is_implausible(tmp_path, capsys):
+    import numpy as np
+    from edf_factory import SignalSpec, write_edf
+
+    # Volts in a header that says µV: ±3.3 mV written as ±0.0033 "uV".
+    signals = [SignalSpec("EEG Fz", 64, unit="uV", physical_min=-0.0033, physical_max=0.0033),
+               SignalSpec("EEG Cz", 64)]
+    ramp = np.arange(-32, 32, dtype=np.int16) * 500
+    path = write_edf(tmp_path / "volts.edf", signals, 2, 1.0, lambda k: [ramp, ramp])
+    code, out, err = run_cli(["info", str(path)], capsys)
+    assert code == 0 and out == ""
+    flat_err = " ".join(err.split())
+    assert "implausible" in flat_err and "'EEG Fz'" in flat_err and "likely volts or millivolts" in flat_err
+    code, out, err = run_cli(["info", str(path), "--json"], capsys)
+    warnings = [w for w in json.loads(out)["warnings"] if "implausible" in w]
+    assert len(warnings) == 1 and "'EEG Fz'" in warnings[0] and "'EEG Cz'" not in warnings[0]

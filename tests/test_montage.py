@@ -433,3 +433,21 @@ def test_bad_override_files_are_refused_with_the_file_named(tmp_path, text, erro
     with pytest.raises(error, match=message) as info:
         load_registry(path)
     assert "bad.tsv" in str(info.value)
+
+
+def test_mixed_references_in_a_referential_layout_are_reported(registry):
+    names = ["Fp1", "F3", "C3", "P3", "O1", "F7", "T3", "T5", "Fz", "Fp2", "F4", "C4", "P4", "O2", "F8", "T4", "T6",
+             "Cz", "Pz"]
+    one_reference = registry.resolve([f"EEG {n}-LE" for n in names], "mumtaz19")
+    assert one_reference.usable and not any("different references" in w for w in one_reference.warnings)
+    mixed = registry.resolve([f"EEG {n}-LE" for n in names[:-2]] + [f"EEG {n}-REF" for n in names[-2:]], "mumtaz19")
+    assert mixed.usable
+    warning = next(w for w in mixed.warnings if "different references" in w)
+    assert "REF: EEG Cz-REF, EEG Pz-REF" in warning and "LE: EEG Fp1-LE" in warning
+
+
+def test_tuh_eye_canthus_leads_are_eog_in_bare_label_lists(registry):
+    report = registry.resolve(["EEG Cz-LE", "EEG RLC-LE", "EEG LUC-LE", "ROC"], on_missing="ignore")
+    kinds = {row.label: row.kind for row in report.rows}
+    assert kinds == {"EEG Cz-LE": "eeg", "EEG RLC-LE": "eog", "EEG LUC-LE": "eog", "ROC": "eog"}
+    assert report.unknown_eeg == []

@@ -166,3 +166,27 @@ def test_module_entry_point(absence_edf):
                            "--json"], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout)["usable"] and DISCLAIMER.split(":")[0] in proc.stderr
+
+
+def test_task_check_reports_mixed_references(capsys, tmp_path):
+    names = ["Fp1", "F3", "C3", "P3", "O1", "F7", "T3", "T5", "Fz", "Fp2", "F4", "C4", "P4", "O2", "F8", "T4", "T6",
+             "Cz", "Pz"]
+    path = write_edf(tmp_path / "mixed.edf", [f"EEG {n}-LE" for n in names[:-1]] + ["EEG Pz-REF"], sfreq=256)
+    code, out, err = run(capsys, "montage", "check", str(path), "--task", "mumtaz", "--json")
+    assert code == 0, err
+    report = json.loads(out)
+    assert report["usable"] and any("different references" in w and "EEG Pz-REF" in w for w in report["warnings"])
+    code, out, err = run(capsys, "montage", "check", str(path), "--task", "mumtaz")
+    assert code == 0 and "different references" in err
+
+
+def test_task_check_refuses_a_rate_the_recipe_cannot_filter(capsys, tmp_path):
+    names = ["C3", "C4", "F3", "F4", "F7", "F8", "Fp1", "Fp2", "O1", "O2", "P3", "P4", "T3", "T4", "T5", "T6"]
+    path = write_edf(tmp_path / "slow.edf", names, sfreq=128)
+    code, out, err = run(capsys, "montage", "check", str(path), "--layout", "apava16")
+    assert code == 0, err  # the layout alone is satisfied
+    code, out, err = run(capsys, "montage", "check", str(path), "--task", "apava", "--json")
+    report = json.loads(out)
+    assert code == 4 and not report["usable"] and report["derivation"] is None
+    assert "128 Hz" in report["verdict"] and "75 Hz low-pass" in report["verdict"]
+    assert "--aliases" not in err  # no alias can fix a sampling rate

@@ -171,3 +171,24 @@ def test_short_segment_is_reported_not_silently_dropped(s01_input, tmp_path):
         assert len(messages) == 1 and "segment 1" in messages[0] and "shorter than one 5-s window" in messages[0]
         with pytest.warns(UserWarning, match="no window from it"):
             collect(iter_windows(rec, recipe, derivation, mode="whole"))
+
+
+def test_recording_too_slow_for_the_low_pass_is_refused_with_its_name(tmp_path):
+    from edf_factory import SignalSpec, write_edf
+
+    from lumamba_cli.errors import BadInputError
+
+    names = ["C3", "C4", "F3", "F4", "F7", "F8", "Fp1", "Fp2", "O1", "O2", "P3", "P4", "T3", "T4", "T5", "T6"]
+    noise = np.random.default_rng(3).integers(-300, 300, size=(16, 128 * 12)).astype(np.int16)
+    path = write_edf(tmp_path / "emotiv_rate.edf", [SignalSpec(f"EEG {n}", 128) for n in names], 12, 1.0,
+                     lambda k: noise[:, k * 128 : (k + 1) * 128])
+    recipe = load_recipe("apava")
+    with open_recording(path) as rec:
+        derivation = load_registry().resolve(rec, recipe.layout).derivation
+        assert derivation is not None  # every channel is there; only the rate is wrong
+        with pytest.raises(BadInputError, match="128 Hz.*75 Hz low-pass") as caught:
+            collect(iter_windows(rec, recipe, derivation, mode="whole"))
+    assert str(path) in str(caught.value)
+    # Without the guard MNE itself refuses, with no file name (what upstream's raw.filter would have done).
+    with pytest.raises(ValueError, match="Nyquist"):
+        mne.filter.filter_data(noise.astype(float), 128.0, 0.1, 75.0, verbose="error")

@@ -95,3 +95,11 @@ def test_hash_is_stable_and_sensitive():
 def test_invalid_recipes_are_refused(change, message):
     with pytest.raises(ValueError, match=message):
         load_recipe("tuab").with_options(**change)
+
+
+def test_native_rate_must_carry_the_low_pass():
+    tuab, mobi = load_recipe("tuab"), load_recipe("mobi")
+    assert tuab.native_rate_problem(250.0) is None and tuab.native_rate_problem(160.0) is None
+    assert "needs more than 150 Hz" in tuab.native_rate_problem(128.0)
+    assert tuab.native_rate_problem(150.0) is not None  # 75 Hz is the Nyquist frequency itself
+    assert mobi.native_rate_problem(100.0) is None and mobi.native_rate_problem(64.0) is None  # no filter at all

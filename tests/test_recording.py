@@ -441,3 +441,56 @@ def test_same_file_opened_twice(generator_edf):
         assert first.reader == "pyedflib" and second.reader == "mne"
         np.testing.assert_allclose(second.read([0, 7], 3, 9), first.read([0, 7], 3, 9), rtol=0, atol=1e-9)
         assert np.abs(first.read([7], 3, 9)).max() > 0
+
+
+def test_tuh_eye_canthus_leads_are_eog(shared_data):
+    with open_recording(shared_data / "epilepsy2bids_aaaaaaac_s001_t000_sample.edf") as rec:
+        kinds = {c.label: c.kind for c in rec.channels}
+    # MNE types every "EEG ..." label as EEG; these are eye leads (right lower / left upper canthus).
+    assert kinds["EEG RLC-LE"] == kinds["EEG LUC-LE"] == "eog"
+    assert kinds["EEG T1-LE"] == kinds["EEG OZ-LE"] == "eeg"
+    assert classify_channel("EEG ROC-REF", "uV") == classify_channel("LOC", "uV") == "eog"
+    assert classify_channel("CLOCK", "uV") == "misc"
+
+
+@pytest.mark.parametrize(
+    ("unit", "physical", "flagged"),
+    [("uV", 0.0032767, "volts"),  # volts written as µV
+     ("uV", 3.2767, "volts"),  # millivolts written as µV
+     ("V", 3276.7, "smaller unit"),  # µV written as V
+     ("uV", 3276.7, None), ("mV", 3.2767, None), ("V", 0.0032767, None), ("uV", 262143.0, None)],
+)
+def test_implausible_eeg_range_for_its_unit_is_warned(tmp_path, unit, physical, flagged):
+    signals = [SignalSpec("EEG Cz", 128, unit=unit, physical_min=-physical, physical_max=physical),
+               SignalSpec("ECG", 128, unit=unit, physical_min=-physical, physical_max=physical)]
+    samples = np.zeros((2, 128), dtype=np.int16)
+    samples[:, ::2] = 1000
+    path = write_edf(tmp_path / "units.edf", signals, 2, 1.0, lambda k: samples)
+    with open_recording(path) as rec:
+        notes = [w for w in rec.warnings if "implausible" in w]
+    if flagged is None:
+        assert notes == []
+    else:
+        assert len(notes) == 1 and "'EEG Cz'" in notes[0] and flagged in notes[0] and "ECG" not in notes[0]
+
+
+def test_real_recordings_have_plausible_eeg_ranges(shared_data):
+    for path in sorted(shared_data.glob("*.[eb]df")):
+        with open_recording(path) as rec:
+            assert not any("implausible" in w for w in rec.warnings), path.name
+
+
+def test_scan_warns_on_eeg_that_never_swings_a_microvolt(tmp_path):
+    # A writer that stored volts but kept a µV header: the digital values only wiggle by a few steps.
+    rng = np.random.default_rng(2)
+    real = rng.integers(-2000, 2000, size=(3, 128)).astype(np.int16)
+    volts_as_uv = rng.integers(-4, 5, size=(3, 128)).astype(np.int16)  # ±0.4 µV at 0.1 µV per step
+    signals = [SignalSpec("EEG Cz", 128), SignalSpec("EEG Pz", 128), SignalSpec("ECG", 128)]
+    path = write_edf(tmp_path / "tiny.edf", signals, 3, 1.0, lambda k: [real[k], volts_as_uv[k], volts_as_uv[k]])
+    with open_recording(path) as rec:
+        assert not any("peak to peak" in w for w in rec.warnings)  # the header alone cannot tell
+        rec.scan_flat()
+        rec.scan_flat()
+        notes = [w for w in rec.warnings if "below 1 µV peak to peak" in w]
+        assert len(notes) == 1 and "'EEG Pz' (0.8 µV)" in notes[0]
+        assert "Cz" not in notes[0] and "ECG" not in notes[0]

@@ -110,6 +110,15 @@ def check(
     rec = _open_channels(recording)
     report = registry.resolve(rec, chosen, on_missing="ignore")
     report.path = str(recording)
+    if task and report.usable and report.derivation is not None and report.derivation.sfreq:
+        # The channels may all be there and still be unusable: the recipe filters at the native rate.
+        from lumamba_cli.recipes import load_recipe
+
+        problem = load_recipe(task).native_rate_problem(float(report.derivation.sfreq))
+        if problem:
+            report.usable = False
+            report.derivation = None
+            report.verdict = f"not usable for {task}: {problem}"
     if as_json:
         data = report.to_dict()
         data["task"] = task
@@ -119,8 +128,10 @@ def check(
     else:
         _report_tables(report)
     if not report.usable:
+        names_missing = any(q.status == "missing" for q in report.required) or report.layout is None
         raise MontageError(report.verdict, path=recording,
-                           hint="add an alias with --aliases FILE if the file names them differently")
+                           hint="add an alias with --aliases FILE if the file names them differently"
+                           if names_missing else None)
 
 
 @montage_app.command("list")
