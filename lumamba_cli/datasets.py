@@ -53,6 +53,7 @@ TUAR_MMC_CODES = {
     "musc": 4, "musc_elec": 4, "shiv": 5, "shiv_elec": 5,
 }
 TUAR_MMC_CLASSES = 6
+TUAR_MONTAGE_FOLDERS = ("01_tcp_ar", "02_tcp_le")
 PER_CHANNEL_RULES = ("coverage_mc", "majority_mmc")
 CACHE_DTYPES = ("float32", "float16")
 FLOAT16_MAX = float(np.finfo(np.float16).max)
@@ -236,7 +237,6 @@ def _discover_tuh_csv(
         notes = ["TUAR mmc: per channel, the most frequent artifact-type code of the window when it covers ≥30 % of "
                  "the samples, else 0 (none/other); seizure labels count as 0; split by subject here"]
     elif dataset == "tuar":
-        # TUAR uses both the 01_tcp_ar and 02_tcp_le montage folders (spec §3.4)
         rule = "coverage"
         if len(label_names) != 2:
             raise UsageError("the tuar adapter implements the binary (bc) protocol: the task must have 2 labels")
@@ -255,6 +255,15 @@ def _discover_tuh_csv(
         edfs = [p for p in edfs
                 if not montage_folder.match(p.parent.name) or first_montage[p.parent.parent] == p.parent.name]
         notes = ["TUSL: window label = majority per-sample label (0 none, 1 bckg, 2 seiz, 3 slow; ties to the smaller)"]
+    if dataset == "tuar":
+        # TUAR: upstream reads the 01_tcp_ar and 02_tcp_le folders only (spec §3.4); 03_tcp_ar_a recordings have
+        # no A1/A2, so they could never give the 22 TCP channels and would only show up as "skipped" later
+        montage_folder = re.compile(r"^\d+_tcp_")
+        other = [p for p in edfs if montage_folder.match(p.parent.name) and p.parent.name not in TUAR_MONTAGE_FOLDERS]
+        if other:
+            edfs = [p for p in edfs if p not in set(other)]
+            notes.append(f"{len(other)} recording(s) in other montage folders "
+                         f"({', '.join(sorted({p.parent.name for p in other}))}) left out, as upstream")
     sources = []
     for path in edfs:
         annotation = path.with_suffix(".csv")
@@ -265,7 +274,9 @@ def _discover_tuh_csv(
     return DatasetIndex(dataset, root, sources, label_names, rule, notes)
 
 
-_MUMTAZ_NAME = re.compile(r"^(H|MDD)\s+S(\d+)\s+(EO|EC|TASK)\.edf$", re.IGNORECASE)
+# Some distributed files carry a download-id prefix ("6921143_H S15 EO.edf"); upstream accepts them (it tests
+# `"H" in parts[0]`), and skipping them would silently drop a subject.
+_MUMTAZ_NAME = re.compile(r"^(?:\d+_)?(H|MDD)\s+S\s*(\d+)\s+(EO|EC|TASK)\s*\.edf$", re.IGNORECASE)
 
 
 def _discover_mumtaz(root: Path, label_names: list[str]) -> DatasetIndex:
@@ -282,7 +293,24 @@ def _discover_mumtaz(root: Path, label_names: list[str]) -> DatasetIndex:
             continue
         label = mdd if group == "MDD" else healthy
         sources.append(Source(path, f"{group}-S{number:03d}", label, None, key=str(path.relative_to(root))))
-    notes = ["Mumtaz2016: EO and EC recordings only; split by subject (seeded)"]
+    # upstream's split is reproducible (subjects sorted by number) and defines the card's test set: keep it, so a
+    # head can be compared with the published numbers on the same subjects (spec §3.8)
+    split_of: dict[str, str] = {}
+    for group, cuts in (("MDD", (23, 28, None)), ("H", (19, 23, 27))):
+        numbers = sorted({int(s.subject.split("-S")[1]) for s in sources if s.subject.startswith(group + "-")})
+        train_end, val_end, test_end = cuts
+        for rank, number in enumerate(numbers):
+            placed = ("train" if rank < train_end else "val" if rank < val_end
+                      else "test" if test_end is None or rank < test_end else "unused")
+            split_of[f"{group}-S{number:03d}"] = placed
+    for source in sources:
+        source.split = split_of[source.subject]
+    unused = sorted({s.subject for s in sources if s.split == "unused"})
+    notes = ["Mumtaz2016: EO and EC recordings only; upstream's split by sorted subject number (MDD 23/5/rest, "
+             "H 19/4/4)"]
+    if unused:
+        notes.append(f"{len(unused)} healthy subject(s) beyond upstream's 27 left out of every split, as upstream "
+                     f"({', '.join(unused)})")
     if skipped:
         notes.append(f"{skipped} .edf files ignored: names not of the form '<H|MDD> S<n> <EO|EC|TASK>.edf'")
     return DatasetIndex("mumtaz", root, sources, label_names, "recording", notes)
@@ -301,6 +329,7 @@ def _discover_tdbrain(root: Path, label_names: list[str]) -> DatasetIndex:
         raise BadInputError(f"participants table lacks columns {sorted(needed - set(table.columns))}", path=participants_file)
     sources = []
     seen = set()
+    missing: list[str] = []
     for _, row in table.iterrows():
         pid, indication = str(row["participants_ID"]).strip(), str(row["indication"]).strip().upper()
         if pid in seen or indication not in ("PARKINSON", "HEALTHY"):
@@ -314,12 +343,17 @@ def _discover_tdbrain(root: Path, label_names: list[str]) -> DatasetIndex:
         seen.add(pid)
         path = root / "derivatives" / pid / "ses-1" / "eeg" / f"{pid}_ses-1_task-restEC_eeg.csv"
         if not path.exists():
+            missing.append(pid)
             continue
         label = parkinson if indication == "PARKINSON" else healthy
         sources.append(Source(path, pid, label, None, reader="tdbrain-csv", key=str(path.relative_to(root))))
     sources.sort(key=lambda s: s.subject)
     notes = ["TDBrain: PARKINSON vs HEALTHY with EC == 1, session 1 eyes-closed CSV at 500 Hz; subjects sorted "
              "(upstream's order came from a Python set and was not reproducible)"]
+    if missing:
+        # a selected participant without its recording changes the cohort: say so rather than shrink it silently
+        notes.append(f"{len(missing)} selected participant(s) have no session-1 eyes-closed CSV and are left out "
+                     f"(e.g. {missing[0]})")
     return DatasetIndex("tdbrain", root, sources, label_names, "recording", notes)
 
 
@@ -581,8 +615,12 @@ class PreprocessPolicy:
 
 def cache_key(recipe, sha256: str, reader: str, mode: str, *, policy: PreprocessPolicy | None = None,
               dtype: str = "float32") -> str:
+    import lumamba_cli
+
+    # the tool version stands for the preprocessing code (readers, filters, montage derivation): windows cut by
+    # another version may differ although recipe and input are the same, so an upgrade must not reuse them
     material = {"format": CACHE_FORMAT, "recipe": recipe.id, "recipe_hash": recipe.hash, "input_sha256": sha256,
-                "reader": reader, "mode": mode}
+                "reader": reader, "mode": mode, "tool_version": lumamba_cli.__version__}
     # only non-default settings enter the key, so caches written before these options existed stay valid
     if policy is not None and (policy.chunk_s, policy.chunk_threshold_s) != (300.0, 3600.0):
         material["chunking"] = [policy.chunk_s, policy.chunk_threshold_s]

@@ -4,7 +4,8 @@ bootstrap 95 % intervals, the confusion matrices, and the recipe's published num
 Upstream reports per-window metrics only and ranks binary AUROC/AUPR by the raw class-1 logit (spec §3.0).
 Here the default ranking score is the class probability; ``auroc_score="logit"`` reproduces upstream, and
 the result always says which one was used. The per-recording level (mean of window probabilities, a
-lumamba addition) is what a screening user usually cares about; its interval resamples recordings.
+lumamba addition) is what a screening user usually cares about. Every interval resamples whole recordings,
+the per-window one included (its point estimate is upstream's pooled per-window number).
 
 Per-channel heads (TUAR mc/mmc) are scored over (window, channel) pairs, each channel's output judged as its
 own decision (mc binary, mmc 6-class), with intervals that resample whole recordings, plus a per-channel AUROC
@@ -38,7 +39,7 @@ class EvaluateOptions:
     cache_dir: Path | None = None
     device: str = "auto"
     batch_size: int = 64
-    cache_dtype: str = "float32"
+    cache_dtype: str | None = None  # None = the window cache dtype the head was trained with (else float32)
     mode: str | None = None  # None = the preprocessing the head was trained with (else "auto")
 
 
@@ -88,8 +89,14 @@ def evaluate(options: EvaluateOptions, *, log: Callable[[str], None] | None = No
     recipe = load_recipe(options.task)
     datasets.check_request(options.dataset, Path(options.data))
     head_path = weights.resolve_head(recipe.id, options.head, recipe=recipe)
-    model, meta = checkpoint.load_head(head_path)
-    weights.check_head_matches(meta, recipe, path=head_path)
+    header = checkpoint.read_head_metadata(head_path)
+    weights.check_head_matches(header, recipe, path=head_path)
+    encoder_file = None
+    if not header.contains_encoder and header.encoder is not None:
+        # a head-only file (classifier tensors + the encoder's sha256): the encoder it was trained on must be
+        # present locally, found by content exactly as `lumamba screen` finds it
+        encoder_file = weights.encoder_path(header.encoder.name, sha256=header.encoder.sha256)
+    model, meta = checkpoint.load_head(head_path, encoder_file)
     labels = list(recipe.labels)
     kind = str(getattr(recipe, "classification_type", "bc"))
     n_classes = label_classes(recipe)
@@ -133,9 +140,15 @@ def evaluate(options: EvaluateOptions, *, log: Callable[[str], None] | None = No
         )
 
     cache_dir = Path(options.cache_dir) if options.cache_dir else datasets.default_cache_dir()
+    # the head saw windows rounded to its training cache dtype: evaluating on other inputs shifts outputs a little
+    # and decodes every recording again into a second cache entry
+    trained_dtype = str(training.get("cache_dtype") or "float32")
+    cache_dtype = options.cache_dtype or trained_dtype
+    if cache_dtype != trained_dtype:
+        warnings.append(f"--cache-dtype {cache_dtype} differs from the head's training windows ({trained_dtype})")
     failures: list[str] = []
     split = datasets.build_split(
-        index, chosen, recipe, cache_dir=cache_dir, policy=policy, cache_dtype=options.cache_dtype,
+        index, chosen, recipe, cache_dir=cache_dir, policy=policy, cache_dtype=cache_dtype,
         on_error=lambda source, exc: failures.append(f"{source.key}: {exc}"),
     )
     if failures:
@@ -169,8 +182,11 @@ def evaluate(options: EvaluateOptions, *, log: Callable[[str], None] | None = No
     else:
         prob, pred, y = pooled.prob, pooled.pred, pooled.y
         score = metrics.ranking_score(prob, logits, options.auroc_score)
+        # windows of one recording are correlated: resampling them one by one would give intervals as if every
+        # window were an independent subject, so the interval resamples whole recordings (as for mc/mmc pairs)
         per_window = metrics.evaluate_level(
-            "window", y, pred, score, n_classes, n_bootstrap=options.bootstrap, seed=options.seed
+            "window", y, pred, score, n_classes, groups=split.recording_of, n_bootstrap=options.bootstrap,
+            seed=options.seed,
         )
         levels = {"window": per_window.to_json()}
 
@@ -214,7 +230,7 @@ def evaluate(options: EvaluateOptions, *, log: Callable[[str], None] | None = No
         "labels": class_names,
         "classification_type": kind,
         "per_channel": per_channel,
-        "preprocessing": {**policy.to_json(), "modes_seen": split.modes(),
+        "preprocessing": {**policy.to_json(), "modes_seen": split.modes(), "cache_dtype": cache_dtype,
                           "trained_with": trained_policy.to_json() if trained_policy else None},
         "auroc_score": options.auroc_score,
         "auroc_score_note": (

@@ -145,14 +145,20 @@ def softmax(logits: np.ndarray) -> np.ndarray:
 def ranking_score(probabilities: np.ndarray, logits: np.ndarray, auroc_score: str) -> np.ndarray:
     """The score AUROC/AUPR rank by.
 
-    ``probability``: softmax probabilities (class-1 column for binary tasks). ``logit``: upstream's
-    choice (spec §3.0): the raw class-1 logit for binary tasks, raw logits for multiclass (whose
-    ranking per class differs from the probabilities' ranking).
+    ``probability``: softmax probabilities (class-1 column for binary tasks). ``logit``: what upstream's
+    torchmetrics saw (spec §3.0): the raw class-1 logit for binary tasks; for multiclass tasks it was
+    handed raw logits too, but multiclass AUROC/AveragePrecision softmax scores outside [0, 1] first, so
+    upstream's multiclass ranking is the softmax one (ranking each class by its raw logit one-vs-rest
+    would give numbers upstream never computed).
     """
-    source = probabilities if auroc_score == "probability" else logits
     if auroc_score not in ("probability", "logit"):
         raise ValueError(f"auroc_score must be 'probability' or 'logit', not {auroc_score!r}")
-    return source[:, 1] if source.shape[1] == 2 else source
+    source = probabilities if auroc_score == "probability" else logits
+    if source.shape[1] == 2:
+        return source[:, 1]
+    if auroc_score == "logit" and not ((logits >= 0).all() and (logits <= 1).all()):
+        return softmax(np.asarray(logits, dtype=np.float64))
+    return source
 
 
 def compute(y_true: np.ndarray, y_pred: np.ndarray, score: np.ndarray, n_classes: int) -> dict[str, float]:

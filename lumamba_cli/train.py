@@ -2,9 +2,10 @@
 
 The public LuMamba release holds pre-trained encoders only, and its licence forbids sharing adapted weights,
 so heads are trained locally. Defaults follow upstream's fine-tuning recipe (spec §3.0): AdamW (lr 5e-4,
-betas 0.9/0.999, weight decay 0.05), layer-wise lr decay 0.75 over the Mamba blocks, linear warm-up then
-cosine decay updated every step, early stopping on validation loss (patience 15), best checkpoint by
-validation loss. Every knob is an option.
+betas 0.9/0.999, weight decay 0.05 on every parameter, norms and biases included, as upstream's AdamW call),
+layer-wise lr decay 0.75 over the Mamba blocks, linear warm-up then timm's cosine decay updated every step,
+early stopping on validation loss (patience 15), best checkpoint by validation loss. Every knob is an option.
+A head trained with a frozen official encoder that can be found again by sha256 is stored head-only.
 
 Reproducibility: all randomness is seeded (torch, numpy, python), the batch order of epoch ``e`` is a pure
 function of (seed, e), deterministic algorithms are enforced on CPU, and the per-epoch checkpoint holds the
@@ -126,11 +127,14 @@ def layer_scale(name: str, num_blocks: int, layer_decay: float) -> float:
 
 
 def lr_factor(step: int, warmup_steps: int, total_steps: int, base_lr: float) -> float:
-    """Learning rate at ``step`` for a group whose peak is ``base_lr``: linear warm-up from 1e-6, then cosine to 1e-6."""
+    """Learning rate at ``step`` for a group whose peak is ``base_lr``: linear warm-up from 1e-6, then cosine to 1e-6.
+
+    As upstream's timm CosineLRScheduler (``t_initial`` = all steps, ``warmup_prefix`` False): the cosine is a
+    function of the step counted from 0, not from the end of the warm-up, so when the warm-up ends the rate
+    drops straight onto the cosine curve (at 5 of 50 epochs, 97.6 % of the peak) instead of restarting it."""
     if warmup_steps > 0 and step < warmup_steps:
         return WARMUP_START_LR + (base_lr - WARMUP_START_LR) * step / warmup_steps
-    span = max(1, total_steps - warmup_steps)
-    progress = min(1.0, (step - warmup_steps) / span)
+    progress = min(1.0, step / max(1, total_steps))
     return MIN_LR + 0.5 * (base_lr - MIN_LR) * (1.0 + math.cos(math.pi * progress))
 
 
@@ -384,9 +388,11 @@ def _train(options: TrainOptions, *, log, progress) -> TrainResult:
     warmup_steps = int(round(options.warmup_epochs * steps_per_epoch))
     criterion, weight = make_criterion(kind, train_counts, options.class_weights, device)
 
-    # the exact inputs and split: resuming on changed data would silently mix two different runs
+    # the exact inputs, split and labels: resuming on changed data would silently mix two different runs (a
+    # relabelled manifest or an edited annotation CSV leaves every input file, and so its sha256, unchanged)
     data_fingerprint = hashlib.sha256(json.dumps(
-        [[c.sha256 for c in train_set.caches], [c.sha256 for c in val_set.caches]]).encode()).hexdigest()[:16]
+        [[c.sha256 for c in train_set.caches], [c.sha256 for c in val_set.caches],
+         [_labels_digest(train_set.labels), _labels_digest(val_set.labels)]]).encode()).hexdigest()[:16]
     state = {"epoch": 0, "step": 0, "best_val_loss": float("inf"), "best_epoch": 0, "stale": 0, "history": []}
     best_state = None
     checkpoint_path = out_dir / CHECKPOINT_NAME
@@ -493,8 +499,22 @@ def _train(options: TrainOptions, *, log, progress) -> TrainResult:
     # screen and evaluate apply the same preprocessing by default (a head only means something with it)
     training_config["preprocessing"] = {**policy.to_json(),
                                         "modes_seen": sorted(set(train_set.modes()) | set(val_set.modes()))}
+    head_only = False
+    if options.freeze_encoder and encoder_info is not None:
+        # the encoder is the official one, untouched: store the head alone (small, and free of encoder weights the
+        # licence keeps from being shared) when screen/evaluate can find that encoder again by its sha256
+        from lumamba_cli import weights
+
+        try:
+            weights.encoder_path(encoder_info["name"], sha256=encoder_info["sha256"])
+            head_only = True
+        except WeightsError:
+            warnings.append("--freeze-encoder: the encoder is neither an official download nor imported "
+                            "(`lumamba weights import`), so the head file embeds a copy of it")
+    training_config["head_only"] = head_only
     head_path = out_dir / f"{options.name or recipe.id}.safetensors"
-    _save_head(head_path, model, recipe, head_option, encoder_info, data_summary, training_config, best, config)
+    _save_head(head_path, model, recipe, head_option, encoder_info, data_summary, training_config, best, config,
+               contains_encoder=not head_only)
     head_id = None
     if options.import_to_store:
         from lumamba_cli import weights
@@ -531,6 +551,11 @@ def evaluate_split(model, split, n_classes: int, forward, batch_size: int, *, cr
     score = metrics.ranking_score(pooled.prob, pooled.logits, "probability")
     values = metrics.compute(pooled.y, pooled.pred, score, n_classes)
     return {"val_loss": loss, **{f"val_{k}": v for k, v in values.items()}}
+
+
+def _labels_digest(labels: np.ndarray) -> str:
+    array = np.ascontiguousarray(labels, dtype=np.int64)
+    return hashlib.sha256(repr(array.shape).encode() + array.tobytes()).hexdigest()
 
 
 def _fmt(value: float) -> str:
@@ -586,7 +611,8 @@ def _save_checkpoint(path: Path, model, optimizer, best_state, state, options: T
     os.replace(tmp, path)
 
 
-def _save_head(path, model, recipe, head_option, encoder_info, data_summary, training_config, val_metrics, config):
+def _save_head(path, model, recipe, head_option, encoder_info, data_summary, training_config, val_metrics, config,
+               *, contains_encoder: bool = True):
     from lumamba_cli.model import checkpoint
 
     clean_val = {k: (None if isinstance(v, float) and not np.isfinite(v) else v) for k, v in val_metrics.items()}
@@ -599,7 +625,7 @@ def _save_head(path, model, recipe, head_option, encoder_info, data_summary, tra
         num_classes=int(config.num_classes),
         head_option=config.classifier_option,
         encoder=checkpoint.EncoderRef(**encoder_info) if encoder_info else None,
-        contains_encoder=True,
+        contains_encoder=contains_encoder,
         tool_version=__version__,
         training={**training_config, "head": head_option, "data": data_summary},
         metrics={"validation": clean_val, "level": "window", "split": "val"},

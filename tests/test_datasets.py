@@ -106,6 +106,18 @@ def test_tuar_coverage_rule(tmp_path, cache):
     assert x.shape == (6, 22, 1280) and pos.shape == (6, 22, 3)
 
 
+def test_tuar_reads_the_ar_and_le_montage_folders_only(tmp_path):
+    root = tmp_path / "tuar" / "edf"
+    for folder, stem in (("01_tcp_ar", "aaaaaaaa_s001_t000"), ("02_tcp_le", "aaaaaaab_s001_t000"),
+                         ("03_tcp_ar_a", "aaaaaaac_s001_t000")):
+        (root / folder).mkdir(parents=True)
+        (root / folder / f"{stem}.edf").write_bytes(b"")  # discovery reads names and CSVs only
+        write_tuh_csv(root / folder / f"{stem}.csv", 10.0, [("FP1-F7", 1.0, 2.0, "eyem")])
+    index = datasets.discover("tuar", tmp_path / "tuar", load_recipe("tuar_bc").labels)
+    assert sorted(s.subject for s in index.sources) == ["aaaaaaaa", "aaaaaaab"]
+    assert any("03_tcp_ar_a" in note for note in index.notes)
+
+
 def test_tuh_csv_parser_reads_comments_and_rejects_bad_rows(tmp_path):
     good = write_tuh_csv(tmp_path / "a.csv", 10, [("FP1-F7", 1.0, 2.5, "EYEM")])
     events = datasets.read_tuh_csv(good)
@@ -169,6 +181,27 @@ def test_mumtaz_names_conditions_and_channels(tmp_path, cache):
     assert len(split) == 2  # 11 s → two 5-s windows
 
 
+def test_mumtaz_keeps_upstreams_split_by_sorted_subject_number(tmp_path):
+    """Upstream sorts subjects by number (S2 before S10) and cuts MDD 23/5/rest, H 19/4/4 (spec §3.8): the card's
+    test subjects, so a head can be compared with the published numbers on the same people."""
+    root = tmp_path / "mumtaz"
+    root.mkdir()
+    for group, count in (("MDD", 34), ("H", 30)):
+        for number in range(1, count + 1):
+            for condition in ("EO", "EC"):
+                (root / f"{group} S{number} {condition}.edf").write_bytes(b"")
+    index = datasets.discover("mumtaz", root, load_recipe("mumtaz").labels)
+    split = {s.subject: s.split for s in index.sources}
+    by_split = {name: sorted(subject for subject, placed in split.items() if placed == name)
+                for name in ("train", "val", "test", "unused")}
+    assert by_split["test"] == [f"H-S{n:03d}" for n in range(24, 28)] + [f"MDD-S{n:03d}" for n in range(29, 35)]
+    assert by_split["val"] == [f"H-S{n:03d}" for n in range(20, 24)] + [f"MDD-S{n:03d}" for n in range(24, 29)]
+    assert len(by_split["train"]) == 23 + 19 and by_split["unused"] == ["H-S028", "H-S029", "H-S030"]
+    assignment = datasets.assign_splits(index.sources, seed=123)
+    assert all(assignment[subject] == placed for subject, placed in split.items())
+    assert any("unused" not in note and "left out" in note for note in index.notes)
+
+
 # ------------------------------------------------------------------------------------------------ TDBrain
 
 
@@ -198,6 +231,16 @@ def test_tdbrain_participants_and_csv(tmp_path, cache):
     x, pos, _ = split.batch(np.arange(len(split)))
     assert x.shape == (2, 26, 320)  # 3 s at 500 → 256 Hz: two 1.25-s windows; EOG/EMG columns not used
     assert np.allclose(x.mean(axis=-1), 0, atol=1e-4) and np.allclose(x.std(axis=-1, ddof=1), 1, atol=1e-3)
+
+
+def test_tdbrain_participant_without_recording_is_reported(tmp_path):
+    root = tmp_path / "tdbrain"
+    _tdbrain_tree(root, [("sub-001", "PARKINSON", "1"), ("sub-002", "HEALTHY", "1"), ("sub-003", "HEALTHY", "1")],
+                  seconds=1.0)
+    (root / "derivatives" / "sub-003" / "ses-1" / "eeg" / "sub-003_ses-1_task-restEC_eeg.csv").unlink()
+    index = datasets.discover("tdbrain", root, load_recipe("tdbrain").labels)
+    assert [s.subject for s in index.sources] == ["sub-001", "sub-002"]
+    assert any("sub-003" in note and "left out" in note for note in index.notes)
 
 
 # -------------------------------------------------------------------------------------------------- APAVA
@@ -311,3 +354,26 @@ def test_cache_is_reused_and_keyed_by_content_and_recipe(tmp_path, cache, monkey
         recipe, first.sha256, "edf", "auto")
     with pytest.raises(AssertionError, match="decoded again"):
         datasets.load_windows(source, changed, cache_dir=cache)
+    # so must every setting that changes the windows, and another version of the preprocessing code
+    key = datasets.cache_key(recipe, first.sha256, "edf", "auto")
+    assert key != datasets.cache_key(recipe, "0" * 64, "edf", "auto")
+    assert key != datasets.cache_key(recipe, first.sha256, "edf", "chunked")
+    assert key != datasets.cache_key(recipe, first.sha256, "edf", "auto", dtype="float16")
+    assert key != datasets.cache_key(recipe, first.sha256, "edf", "auto",
+                                     policy=datasets.PreprocessPolicy("auto", 120.0, 3600.0))
+    monkeypatch.setattr("lumamba_cli.__version__", "0.0.0-other")
+    assert key != datasets.cache_key(recipe, first.sha256, "edf", "auto")
+
+
+def test_mumtaz_accepts_prefixed_file_names(tmp_path):
+    """The distributed Mumtaz2016 set has names like '6921143_H S15 EO.edf'; upstream keeps them (it tests
+    `"H" in parts[0]`), so dropping them would lose a whole subject without a word."""
+    root = tmp_path / "mumtaz"
+    root.mkdir()
+    for name in ("6921143_H S15 EO.edf", "6921959_H S15 EC.edf", "H S1 EO.edf", "MDD S2 EC.edf", "MDD S2 TASK.edf"):
+        (root / name).write_bytes(b"")  # discovery reads names only
+    index = datasets.discover("mumtaz", root, load_recipe("mumtaz").labels)
+    assert sorted(s.key for s in index.sources) == ["6921143_H S15 EO.edf", "6921959_H S15 EC.edf",
+                                                     "H S1 EO.edf", "MDD S2 EC.edf"]
+    assert {s.subject for s in index.sources} == {"H-S015", "H-S001", "MDD-S002"}
+    assert not any("ignored" in note for note in index.notes)

@@ -78,3 +78,22 @@ def test_bootstrap_interval_brackets_estimate_and_is_seeded():
     width_groups = a.ci_high["auroc"] - a.ci_low["auroc"]
     width_items = c.ci_high["auroc"] - c.ci_low["auroc"]
     assert width_groups > width_items
+
+
+def test_multiclass_logit_ranking_is_the_softmax_one_as_upstream():
+    """torchmetrics' multiclass AUROC/AP softmax raw logits before ranking (spec §3.0), so ``--auroc-score logit``
+    on a 4-class task (TUSL) must give the softmax-ranked numbers, not one-vs-rest on raw logits."""
+    rng = np.random.default_rng(5)
+    n, k = 300, 4
+    y = rng.integers(0, k, n)
+    logits = rng.normal(size=(n, k)) * rng.uniform(0.2, 3.0, size=(n, 1))  # per-window scale: rankings differ
+    logits[np.arange(n), y] += 0.7
+    logits += rng.normal(size=(n, 1)) * 2.0  # a per-window offset changes raw logits, not the softmax
+    prob = metrics.softmax(logits)
+    raw = metrics.auroc(y, logits)
+    upstream = sk.roc_auc_score(y, prob, multi_class="ovr", average="macro")
+    assert abs(raw - upstream) > 0.01  # the two rankings really differ on these data
+    score = metrics.ranking_score(prob, logits, "logit")
+    assert metrics.auroc(y, score) == pytest.approx(upstream, abs=1e-12)
+    assert metrics.average_precision(y, score) == pytest.approx(
+        sk.average_precision_score(np.eye(k)[y], prob, average="macro"), abs=1e-12)

@@ -105,6 +105,40 @@ def test_upstream_logit_ranking_is_offered_and_named(synthetic, trained, capsys)
     assert result["split"] == "val"
 
 
+def test_logit_ranking_really_uses_the_raw_class_1_logit(synthetic, trained, capsys, monkeypatch):
+    """Outputs where the raw class-1 logit ranks perfectly and softmax p1 = σ(l1 − l0) ranks perfectly wrong:
+    the two --auroc-score choices must give AUROC 1 and 0 at both levels."""
+    import lumamba_cli.evaluate as evaluate_module
+
+    def crafted(model, split, device, batch_size, **_):
+        positive = np.asarray(split.labels) == 1
+        return np.where(positive[:, None], [[6.0, 1.0]], [[-3.0, 0.0]])
+
+    monkeypatch.setattr(evaluate_module, "predict", crafted)
+    by_logit = _evaluate(synthetic, trained, capsys, "--auroc-score", "logit", "--bootstrap", "50")
+    by_prob = _evaluate(synthetic, trained, capsys, "--bootstrap", "0")
+    for level in ("window", "recording"):
+        assert by_logit["levels"][level]["metrics"]["auroc"]["value"] == pytest.approx(1.0)
+        assert by_prob["levels"][level]["metrics"]["auroc"]["value"] == pytest.approx(0.0)
+    # window intervals resample whole recordings: windows of one recording are not independent evidence
+    window = by_logit["levels"]["window"]
+    assert window["resampled_units"] == "recordings" and window["n_resampling_units"] == by_logit["n_recordings"]
+
+
+def test_evaluate_uses_the_heads_cache_dtype_by_default(synthetic, trained, tmp_path, capsys):
+    """A head trained on float16-cached windows is evaluated on the same float16 windows unless told otherwise."""
+    from lumamba_cli.model import checkpoint
+
+    model, meta = checkpoint.load_head(trained)
+    meta = meta.model_copy(update={"training": {**meta.training, "cache_dtype": "float16"}})
+    half = checkpoint.save_head(tmp_path / "half.safetensors", model, meta)
+    result = _evaluate(synthetic, half, capsys, "--split", "val", "--bootstrap", "0")
+    assert result["preprocessing"]["cache_dtype"] == "float16" and not result["warnings"]
+    forced = _evaluate(synthetic, half, capsys, "--split", "val", "--bootstrap", "0", "--cache-dtype", "float32")
+    assert forced["preprocessing"]["cache_dtype"] == "float32"
+    assert any("float16" in w for w in forced["warnings"])
+
+
 def test_shuffled_labels_stay_near_chance(synthetic, capsys):
     """Labels assigned so that, within each true class, exactly half the subjects get each label: the label
     carries no information about the marker. On 40 held-out recordings (20 per shuffled label) a head with no
@@ -164,6 +198,27 @@ def test_resume_after_interruption_gives_identical_weights(synthetic, tmp_path, 
     # resuming with different options is refused instead of silently mixing two runs
     code, _ = run([*common[:-4], "--lr", "2e-3", *common[-4:], "--out", str(tmp_path / "resumed"), "--resume"])
     assert code == 2
+
+
+def test_resume_refuses_relabelled_data(synthetic, tmp_path, monkeypatch):
+    """Relabelling recordings leaves every input file (and its sha256) and the split unchanged: --resume must
+    still notice, or the rest of the run would train on other labels than its first epochs."""
+    rows = []
+    for class_dir, label in (("normal", "normal"), ("abnormal", "abnormal")):
+        paths = sorted((synthetic["tree"] / "train" / class_dir / "01_tcp_ar").glob("*.edf"))[:3]
+        for path, split in zip(paths, ("train", "train", "val")):
+            rows.append({"path": str(path), "label": label, "subject": path.name.split("_")[0], "split": split})
+    manifest = write_manifest(tmp_path / "m.csv", rows)
+    common = ["train", "--task", "tuab", "--dataset", "manifest", "--data", str(manifest), "--epochs", "2",
+              *FAST, "--cache", str(synthetic["cache"]), "--quiet", "--no-import", "--out", str(tmp_path / "o")]
+    monkeypatch.setenv("LUMAMBA_TRAIN_STOP_AFTER_EPOCH", "1")
+    assert run(common)[0] == 130
+    monkeypatch.delenv("LUMAMBA_TRAIN_STOP_AFTER_EPOCH")
+    flipped = [{**row, "label": "abnormal" if row["label"] == "normal" else "normal"} for row in rows]
+    write_manifest(manifest, flipped)
+    assert run([*common, "--resume"])[0] == 2
+    write_manifest(manifest, rows)  # the original labels resume normally
+    assert run([*common, "--resume"])[0] == 0
 
 
 def test_trained_head_is_stored_and_usable_by_screen_and_refused_elsewhere(synthetic, tmp_path, capsys):
@@ -235,6 +290,28 @@ def test_fine_tunes_from_an_official_layout_encoder_with_frozen_encoder(syntheti
             assert torch.equal(value, official[f"model.{key}"]), key
     meta = read_head_metadata(head)
     assert meta.encoder.name == encoder.name and len(meta.encoder.sha256) == 64
+    assert meta.contains_encoder  # the encoder file is not imported: nothing could find it again by sha256
+    # once the encoder is imported the frozen-encoder head is stored alone, and evaluate finds its encoder
+    from lumamba_cli import weights
+    from lumamba_cli.model.checkpoint import load_head
+
+    weights.import_encoder(encoder, allow_unregistered=True)
+    code, _ = run(["train", "--task", "tuab", "--dataset", "manifest", "--data", str(manifest), "--epochs", "1",
+                   "--encoder", str(encoder), "--freeze-encoder", "--head-option", "linear", "--out",
+                   str(tmp_path / "ho"), "--cache", str(synthetic["cache"]), "--quiet", "--no-import"])
+    assert code == 0
+    head_only = tmp_path / "ho" / "tuab.safetensors"
+    assert not read_head_metadata(head_only).contains_encoder
+    assert all(k.startswith("classifier.") for k in load_file(str(head_only)))
+    model, _ = load_head(head_only, encoder)
+    for key, value in model.state_dict().items():
+        if not key.startswith("classifier."):
+            assert torch.equal(value, official[f"model.{key}"]), key
+    code, out = run(["evaluate", "--task", "tuab", "--dataset", "manifest", "--data", str(manifest), "--split", "all",
+                     "--head", str(head_only), "--bootstrap", "0", "--cache", str(synthetic["cache"]), "--json",
+                     "--quiet"], capsys)
+    assert code == 0, out
+    assert json.loads(out)["head_encoder"]["sha256"] == meta.encoder.sha256
     # a registry name that is not downloaded fails before any decoding, with the weights exit code
     code, _ = run(["train", "--task", "tuab", "--dataset", "manifest", "--data", str(manifest), "--epochs", "1",
                    "--out", str(tmp_path / "p"), "--quiet"])
@@ -252,6 +329,12 @@ def test_layer_decay_and_schedule_follow_upstream():
     base = 5e-4
     assert lr_factor(0, 10, 100, base) == pytest.approx(WARMUP_START_LR)
     assert lr_factor(5, 10, 100, base) == pytest.approx((WARMUP_START_LR + base) / 2)
-    assert lr_factor(10, 10, 100, base) == pytest.approx(base)
-    assert lr_factor(55, 10, 100, base) == pytest.approx((base + MIN_LR) / 2)
+    # after the warm-up the cosine runs on the absolute step over all steps (timm, warmup_prefix=False):
+    # at step 10 of 100 it is already at cos-progress 0.1, and it crosses the midpoint at step 50, not 55
+    cosine = lambda t: MIN_LR + 0.5 * (base - MIN_LR) * (1 + np.cos(np.pi * t / 100))  # noqa: E731
+    assert lr_factor(10, 10, 100, base) == pytest.approx(cosine(10))
+    assert lr_factor(10, 10, 100, base) < 0.98 * base
+    assert lr_factor(50, 10, 100, base) == pytest.approx((base + MIN_LR) / 2)
+    assert lr_factor(77, 10, 100, base) == pytest.approx(cosine(77))
     assert lr_factor(100, 10, 100, base) == pytest.approx(MIN_LR)
+    assert lr_factor(130, 10, 100, base) == pytest.approx(MIN_LR)

@@ -114,7 +114,11 @@ def register(app: typer.Typer) -> None:
         events: Optional[Path] = shared.events_option(),
         labels: Optional[Path] = shared.labels_option(),
         cache: Optional[Path] = shared.cache_option(),
-        cache_dtype: str = shared.cache_dtype_option(),
+        cache_dtype: Optional[str] = typer.Option(
+            None, "--cache-dtype",
+            help="float32 | float16 window cache. Default: the dtype the head was trained with. "
+            + shared.CACHE_DTYPE_HELP,
+        ),
         mode: Optional[str] = typer.Option(
             None, "--mode", help="auto | whole | chunked. Default: the preprocessing the head was trained with."
         ),
@@ -131,7 +135,8 @@ def register(app: typer.Typer) -> None:
             task=task, data=data, dataset=dataset.lower(), head=head, split=split.lower(),
             auroc_score=auroc_score.lower(), bootstrap=bootstrap, seed=seed, events=events, labels_file=labels,
             cache_dir=cache, device=device, batch_size=batch_size,
-            cache_dtype=shared.choice("--cache-dtype", cache_dtype, ("float32", "float16")),
+            cache_dtype=(shared.choice("--cache-dtype", cache_dtype, ("float32", "float16"))
+                         if cache_dtype is not None else None),
             mode=shared.choice("--mode", mode, shared.MODE_CHOICES) if mode is not None else None,
         )
         log = None if quiet else (lambda text: console.err.print(text, markup=False, highlight=False))

@@ -12,8 +12,8 @@ from lumamba_cli import DISCLAIMER
 
 DATASET_HELP = (
     "Layout of --data: tuab (train|eval/normal|abnormal/01_tcp_ar/*.edf), tuar/tusl (EDF + TUH .csv annotations; "
-    "tuar serves the tuar, tuar_mc and tuar_mmc tasks), "
-    "mumtaz ('H S1 EO.edf'…), tdbrain (derivatives/ + TDBRAIN_participants_V2.tsv), apava (*.mat), "
+    "tuar serves the tuar, tuar_mc and tuar_mmc tasks; 01_tcp_ar and 02_tcp_le folders), "
+    "mumtaz ('H S1 EO.edf'…; upstream's fixed subject split), tdbrain (derivatives/ + TDBRAIN_participants_V2.tsv), apava (*.mat), "
     "manifest (CSV path,label[,subject][,split])."
 )
 CACHE_DTYPE_HELP = (
@@ -90,11 +90,18 @@ def register(app: typer.Typer) -> None:
         epochs: int = typer.Option(50, "--epochs", min=1, help="Maximum epochs (upstream: 50)."),
         batch_size: int = typer.Option(64, "--batch-size", min=1, help="Windows per step (upstream: 512)."),
         lr: float = typer.Option(5e-4, "--lr", help="Peak AdamW learning rate."),
-        weight_decay: float = typer.Option(0.05, "--weight-decay", help="AdamW weight decay."),
+        weight_decay: float = typer.Option(
+            0.05, "--weight-decay",
+            help="AdamW weight decay, applied to every trained parameter (norms and biases included), as upstream.",
+        ),
         layer_decay: float = typer.Option(
             0.75, "--layer-decay", help="Layer-wise lr decay over the Mamba blocks: lr × decay^(num_blocks − i)."
         ),
-        warmup_epochs: float = typer.Option(5.0, "--warmup-epochs", min=0, help="Linear warm-up length in epochs."),
+        warmup_epochs: float = typer.Option(
+            5.0, "--warmup-epochs", min=0,
+            help="Linear warm-up from 1e-6, in epochs; then cosine to 1e-6 over all steps (upstream's timm "
+            "schedule, updated every step).",
+        ),
         patience: int = typer.Option(15, "--patience", min=1, help="Early stopping: epochs without val-loss gain."),
         freeze_encoder: bool = typer.Option(False, "--freeze-encoder", help="Train the head only."),
         class_weights: str = typer.Option("none", "--class-weights", help="none | balanced (inverse frequency)."),
