@@ -16,3 +16,16 @@ def run_cli(argv: list[str], capsys, *, join_stderr_lines: bool = True) -> tuple
         # rich wraps stderr at the terminal width (even inside words); join the lines back for matching.
         err = err.replace("\n", "")
     return int(stop.value.code or 0), out, err
+
+
+def run_main(argv: list[str], capsys=None) -> tuple[int, str]:
+    """Run ``lumamba argv`` in-process; return (exit code, stdout) (stdout only when ``capsys`` is given)."""
+    if capsys is not None:
+        capsys.readouterr()  # drop what earlier steps printed
+    try:
+        main(argv)
+    except SystemExit as exc:
+        code = int(exc.code or 0)
+    else:  # pragma: no cover - main always exits
+        code = 0
+    return code, (capsys.readouterr().out if capsys is not None else "")

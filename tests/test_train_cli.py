@@ -15,8 +15,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from lumamba_cli.cli import main
-
+from cli_helpers import run_main as run
 from synthetic_eeg import make_tuab_tree, write_manifest
 
 # A small model (d_model = 2·32 = 64, one bi-Mamba block) keeps each training to seconds on CPU.
@@ -25,15 +24,6 @@ FAST = ["--encoder", "none", "--batch-size", "16", "--lr", "1e-3", "--warmup-epo
 N_TEST_PER_CLASS = 20
 
 
-def run(argv: list[str], capsys=None) -> tuple[int, str]:
-    try:
-        main(argv)
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    else:  # pragma: no cover - main always exits
-        code = 0
-    out = capsys.readouterr().out if capsys is not None else ""
-    return code, out
 
 
 @pytest.fixture(scope="module")

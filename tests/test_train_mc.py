@@ -17,24 +17,13 @@ import jsonschema
 import numpy as np
 import pytest
 
-from lumamba_cli.cli import main
-
+from cli_helpers import run_main as run
 from synthetic_eeg import TCP_PAIRS, make_tuar_tree
 
 SMALL = ["--config", "num_blocks=1,num_queries=4,embed_dim=32"]
 FAST = ["--encoder", "none", "--batch-size", "8", "--lr", "2e-3", "--warmup-epochs", "1", *SMALL]
 
 
-def run(argv, capsys=None) -> tuple[int, str]:
-    if capsys is not None:
-        capsys.readouterr()
-    try:
-        main(argv)
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    else:  # pragma: no cover - main always exits
-        code = 0
-    return code, (capsys.readouterr().out if capsys is not None else "")
 
 
 @pytest.fixture(scope="module")
