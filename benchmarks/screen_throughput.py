@@ -100,23 +100,9 @@ def write_tuh_edf(path: Path, hours: float) -> str:
 
 def write_formula_head(path: Path) -> None:
     """A TUAB head whose weights come from the parity formula (deterministic, untrained)."""
-    import torch
+    from lumamba_cli.model.formula import save_formula_head
 
-    from lumamba_cli.model import LuMamba, LuMambaConfig
-    from lumamba_cli.model.checkpoint import HeadMetadata, model_key_shapes, save_head
-    from lumamba_cli.model.formula import formula_state_dict
-    from lumamba_cli.recipes import load_recipe
-
-    recipe = load_recipe("tuab")
-    option = None if recipe.head_option == "luna" else recipe.head_option
-    config = LuMambaConfig.tiny(num_classes=recipe.num_classes, classifier_option=option,
-                                classification_type=recipe.classification_type)
-    model = LuMamba(config)
-    weights = formula_state_dict(model_key_shapes(config))
-    model.load_state_dict({k: torch.from_numpy(v).float() for k, v in weights.items()}, strict=True)
-    save_head(path, model, HeadMetadata(task=recipe.id, recipe_id=recipe.id, recipe_hash=recipe.hash,
-                                        labels=recipe.labels, classification_type=recipe.classification_type,
-                                        num_classes=recipe.num_classes, head_option=option))
+    save_formula_head("tuab", path)
 
 
 # ---------------------------------------------------------------------------------------------- children

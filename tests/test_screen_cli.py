@@ -18,6 +18,7 @@ import pytest
 
 from lumamba_cli import DISCLAIMER
 from lumamba_cli.cli import main
+from lumamba_cli.model.formula import save_formula_head
 from lumamba_cli.report import json_schema
 
 REPO = Path(__file__).resolve().parents[1]
@@ -33,31 +34,10 @@ def run_cli(args: list[str]) -> int:
     return int(exit_info.value.code or 0)
 
 
-def formula_head(task: str, path: Path) -> Path:
-    """A head for ``task`` whose weights come from the parity formula (deterministic, untrained)."""
-    import torch
-
-    from lumamba_cli.model import LuMamba, LuMambaConfig
-    from lumamba_cli.model.checkpoint import HeadMetadata, model_key_shapes, save_head
-    from lumamba_cli.model.formula import formula_state_dict
-    from lumamba_cli.recipes import load_recipe
-
-    recipe = load_recipe(task)
-    option = None if recipe.head_option == "luna" else recipe.head_option
-    config = LuMambaConfig.tiny(num_classes=recipe.num_classes, classifier_option=option,
-                                classification_type=recipe.classification_type)
-    model = LuMamba(config)
-    weights = formula_state_dict(model_key_shapes(config))
-    model.load_state_dict({k: torch.from_numpy(v).float() for k, v in weights.items()}, strict=True)
-    return save_head(path, model, HeadMetadata(
-        task=recipe.id, recipe_id=recipe.id, recipe_hash=recipe.hash, labels=recipe.labels,
-        classification_type=recipe.classification_type, num_classes=recipe.num_classes, head_option=option))
-
-
 @pytest.fixture(scope="module")
 def heads(tmp_path_factory) -> dict[str, Path]:
     folder = tmp_path_factory.mktemp("heads")
-    return {task: formula_head(task, folder / f"{task}_formula.safetensors") for task in ("tuab", "mumtaz")}
+    return {task: save_formula_head(task, folder / f"{task}_formula.safetensors") for task in ("tuab", "mumtaz")}
 
 
 def load_outputs(out: Path, stem: str, task: str) -> tuple[dict, pd.DataFrame, str]:

@@ -8,6 +8,7 @@ upstream code's golden outputs without shipping any real weights.
 from __future__ import annotations
 
 import math
+from pathlib import Path
 from typing import Iterable, Mapping
 
 import numpy as np
@@ -56,3 +57,27 @@ def formula_state_dict(shapes: Mapping[str, Iterable[int]]) -> dict[str, np.ndar
     """Fill every key of ``shapes`` (upstream names) with the formula; ranks follow byte-wise sorting."""
     keys = sorted(shapes)
     return {key: formula_tensor(key, tuple(int(d) for d in shapes[key]), rank) for rank, key in enumerate(keys)}
+
+
+def save_formula_head(task: str, path: str | Path) -> Path:
+    """Write a head file for ``task`` whose weights come from the formula: deterministic and **untrained**.
+
+    It exercises the whole screening pipeline (and its benchmarks) without any real weights; its scores mean
+    nothing. The head option, classes and labels come from the task's recipe.
+    """
+    import torch
+
+    from lumamba_cli.model import LuMamba, LuMambaConfig
+    from lumamba_cli.model.checkpoint import HeadMetadata, model_key_shapes, save_head
+    from lumamba_cli.recipes import load_recipe
+
+    recipe = load_recipe(task)
+    option = None if recipe.head_option == "luna" else recipe.head_option
+    config = LuMambaConfig.tiny(num_classes=recipe.num_classes, classifier_option=option,
+                                classification_type=recipe.classification_type)
+    model = LuMamba(config)
+    weights = formula_state_dict(model_key_shapes(config))
+    model.load_state_dict({key: torch.from_numpy(value).float() for key, value in weights.items()}, strict=True)
+    return save_head(path, model, HeadMetadata(
+        task=recipe.id, recipe_id=recipe.id, recipe_hash=recipe.hash, labels=recipe.labels,
+        classification_type=recipe.classification_type, num_classes=recipe.num_classes, head_option=option))
