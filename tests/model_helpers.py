@@ -1,25 +1,11 @@
-"""Helpers shared by the model tests (``from model_helpers import ...``; pytest puts tests/ on sys.path).
-
-``one_torch_thread`` is an autouse fixture: importing it into a test module applies it to every test there.
-"""
+"""Helpers shared by the model tests (``from model_helpers import ...``; pytest puts tests/ on sys.path)."""
 
 from __future__ import annotations
 
 import numpy as np
-import pytest
 import torch
 
 from lumamba_cli.model.formula import formula_state_dict
-
-
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    # CI runs pytest -n 2 on 2 cores: more OpenMP threads than cores spin-wait against each other
-    # (measured 10x slower); results do not depend on the thread count beyond 1e-15
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
 
 
 def formula_weights_for(model: torch.nn.Module) -> dict[str, np.ndarray]:

@@ -24,7 +24,6 @@ from lumamba_cli.model.checkpoint import (
 )
 from lumamba_cli.model.formula import formula_state_dict
 
-from model_helpers import one_torch_thread  # noqa: F401  (autouse: one torch thread per test)
 
 
 OFFICIAL_FILE_BYTES = 16_793_276  # each PulpBio/LuMamba file (spec §2.6)

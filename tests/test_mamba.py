@@ -20,7 +20,7 @@ from lumamba_cli.model.mamba import (
     torch_scan,
 )
 
-from model_helpers import load_formula_weights, one_torch_thread  # noqa: F401  (autouse: one torch thread per test)
+from model_helpers import load_formula_weights
 
 
 def scan_inputs(batch, length, d_inner=12, d_state=5, dtype=torch.float64, step_scale=1.0, seed=0):

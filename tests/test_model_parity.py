@@ -17,7 +17,7 @@ import torch
 
 from lumamba_cli.model import LuMamba, LuMambaConfig
 
-from model_helpers import formula_weights_for, load_formula_weights, one_torch_thread  # noqa: F401  (autouse)
+from model_helpers import formula_weights_for, load_formula_weights
 
 try:
     from conftest import FIXTURES
