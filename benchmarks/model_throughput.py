@@ -92,7 +92,10 @@ def main() -> None:
     parser.add_argument("--head", choices=["luna", "mamba", "linear"], default="luna")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0 = leave the default)")
     parser.add_argument("--skip-reference", action="store_true", help="do not time the textbook scan")
+    parser.add_argument("--smoke", action="store_true", help="tiny sizes: checks that the benchmark runs")
     args = parser.parse_args()
+    if args.smoke:
+        args.batch, args.samples, args.long_samples, args.repeats = 2, 200, 400, 1
 
     device = torch.device(args.device)
     if args.threads:

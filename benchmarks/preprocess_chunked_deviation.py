@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from lumamba_cli.montage import load_registry
-from lumamba_cli.preprocess import collect, iter_windows, zscore
+from lumamba_cli.preprocess import PreprocessPolicy, collect, iter_windows, zscore
 from lumamba_cli.recipes import load_recipe
 from lumamba_cli.recording import open_recording
 
@@ -37,8 +37,14 @@ def main() -> None:
     parser.add_argument("--chunk-s", type=float, default=60.0, help="chunk length forced in chunked mode")
     parser.add_argument("--tasks", default="tuab,mumtaz", help="comma-separated recipe ids")
     parser.add_argument("--long-hours", type=float, default=0.0, help="measure peak memory on an H-hour file")
+    parser.add_argument("--smoke", action="store_true",
+                        help="the bundled 3-min excerpt, one task, plus a 3-minute memory run: checks that it runs")
     parser.add_argument("--measure", nargs=2, metavar=("MODE", "EDF"), help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.smoke:
+        args.recording = Path(__file__).resolve().parents[1] / "examples" / "absence_excerpt.edf"
+        args.tasks, args.chunk_s = "tuab", 40.0
+        _long_recording(args.recording, 0.05)
     if args.measure:
         _measure(*args.measure)
         return
@@ -53,9 +59,10 @@ def main() -> None:
             recipe = load_recipe(task)
             derivation = registry.resolve(rec, recipe.layout, on_missing="raise").derivation
             t0 = time.perf_counter()
-            whole = collect(iter_windows(rec, recipe, derivation, mode="whole"))
+            whole = collect(iter_windows(rec, recipe, derivation, policy=PreprocessPolicy("whole")))
             t1 = time.perf_counter()
-            chunked = collect(iter_windows(rec, recipe, derivation, mode="chunked", chunk_s=args.chunk_s))
+            chunked = collect(iter_windows(rec, recipe, derivation,
+                                           policy=PreprocessPolicy("chunked", chunk_s=args.chunk_s)))
             t2 = time.perf_counter()
             assert whole is not None and chunked is not None
             assert whole.data.shape == chunked.data.shape, (whole.data.shape, chunked.data.shape)
@@ -81,7 +88,7 @@ def _measure(mode: str, path: str) -> None:
         derivation = load_registry().resolve(rec, recipe.layout).derivation
         n = 0
         used = None
-        for block in iter_windows(rec, recipe, derivation, mode=mode):  # type: ignore[arg-type]
+        for block in iter_windows(rec, recipe, derivation, policy=PreprocessPolicy(mode)):  # type: ignore[arg-type]
             n += len(block)
             used = block.mode
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

@@ -1,6 +1,6 @@
 """Read throughput and peak memory: lumamba's chunked reader vs ``mne.io.read_raw_edf(preload=True)``.
 
-    python benchmarks/read_throughput.py [--hours 24] [--channels 22] [--sfreq 256] [--chunk-s 300]
+    python benchmarks/read_throughput.py [--hours 24] [--channels 22] [--sfreq 256] [--chunk-s 300] [--smoke]
 
 Writes a synthetic EDF+C (int16, 1-s records, a time-stamp TAL per record) record by record into a temporary
 folder (about 1.9 GB for 24 h × 22 channels × 256 Hz), then reads the whole file twice, each in its own process
@@ -92,9 +92,12 @@ def main() -> None:
     parser.add_argument("--sfreq", type=int, default=256)
     parser.add_argument("--chunk-s", type=float, default=300.0, help="seconds per chunk for our reader")
     parser.add_argument("--skip-mne", action="store_true", help="only measure our reader")
+    parser.add_argument("--smoke", action="store_true", help="a 2-minute file: checks that the benchmark runs")
     parser.add_argument("--worker", choices=["pyedflib", "native", "mne"], help=argparse.SUPPRESS)
     parser.add_argument("--file", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.smoke:
+        args.hours, args.chunk_s = 2 / 60, 30.0
     if args.worker:
         worker(args.worker, args.file, args.chunk_s)
         return

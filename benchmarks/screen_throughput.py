@@ -13,7 +13,7 @@ What it does, all on this machine, in one run:
 5. runs the upstream TUAB recipe as written with MNE (``read_raw_edf(preload=True)``, whole-recording
    ``filter``, ``notch_filter``, ``resample``) on the same 1-hour file, also in its own subprocess.
 
-Usage: ``python benchmarks/screen_throughput.py [--workdir DIR] [--no-long]``
+Usage: ``python benchmarks/screen_throughput.py [--workdir DIR] [--no-long] [--smoke]``
 """
 
 from __future__ import annotations
@@ -115,10 +115,11 @@ import numpy as np
 from lumamba_cli.recording import open_recording
 from lumamba_cli.montage import load_registry, get_layout
 from lumamba_cli.recipes import load_recipe
-from lumamba_cli.preprocess import iter_windows, zscore
+from lumamba_cli.preprocess import PreprocessPolicy, iter_windows, zscore
 from lumamba_cli.inference import Scorer
 from lumamba_cli.model.checkpoint import load_head
-from lumamba_cli.report import WindowRow, build_report, summarise, write_csv, write_json, input_summary, sha256_file
+from lumamba_cli.fileio import sha256_file
+from lumamba_cli.report import WindowRow, build_report, summarise, write_csv, write_report, input_summary
 path, head, out = Path(sys.argv[1]), sys.argv[2], Path(sys.argv[3])
 recipe = load_recipe("tuab")
 model, meta = load_head(head)
@@ -136,7 +137,7 @@ for _ in rec.iter_chunks(channels, 300.0):
 times["read"] = time.perf_counter() - t
 rows = []
 mode = None
-blocks = iter_windows(rec, recipe, report.derivation, mode="auto")
+blocks = iter_windows(rec, recipe, report.derivation, policy=PreprocessPolicy("auto"))
 while True:
     t = time.perf_counter()
     block = next(blocks, None)
@@ -149,7 +150,7 @@ while True:
     times["model"] += time.perf_counter() - t
     for k, start in enumerate(block.start_s):
         rows.append(WindowRow(index=len(rows), start_s=float(start), end_s=float(start) + 5.0,
-                              probabilities=scores.probabilities[k], label=scores.labels[k]))
+                              probabilities=scores.probabilities[k], predicted=scores.predicted[k]))
 # iter_windows reads the file itself: its time includes a second read, which is subtracted here.
 times["preprocess"] = max(0.0, times["preprocess"] - times["read"])
 t = time.perf_counter()
@@ -157,7 +158,7 @@ info = input_summary(rec, sha256_file(path))
 summary = summarise(rows, recipe.labels, positive_label=recipe.labels[1])
 doc = build_report(task="tuab", input_info=info, rows=rows, labels=recipe.labels, summary=summary)
 write_csv(out / "bench.tuab.windows.csv", rows, recipe.labels)
-write_json(out / "bench.tuab.json", doc)
+write_report(out / "bench.tuab.json", doc)
 times["write"] = time.perf_counter() - t
 print(json.dumps({"setup": t_setup, "windows": len(rows), "mode": mode, "load_avg_1min": os.getloadavg()[0], **times}))
 """
@@ -199,21 +200,23 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--workdir", type=Path, default=None, help="where to write the recordings (temp dir)")
     parser.add_argument("--no-long", action="store_true", help="skip the 8-hour recording")
+    parser.add_argument("--smoke", action="store_true", help="1- and 2-minute recordings: checks that it runs")
     args = parser.parse_args()
+    hours = {1: 1.0, 8: 8.0} if not args.smoke else {1: 1 / 60, 8: 2 / 60}
     work = args.workdir or Path(tempfile.mkdtemp(prefix="lumamba-bench-"))
     work.mkdir(parents=True, exist_ok=True)
     head = work / "tuab_formula_head.safetensors"
     write_formula_head(head)
     print(f"machine: {os.cpu_count()} CPU cores; torch threads default; work dir {work}")
 
-    recordings = {1: work / "tuh_1h.edf"}
+    recordings = {1: work / f"tuh_{hours[1]:g}h.edf"}
     if not args.no_long:
-        recordings[8] = work / "tuh_8h.edf"
-    for hours, path in recordings.items():
+        recordings[8] = work / f"tuh_{hours[8]:g}h.edf"
+    for label, path in recordings.items():
         if not path.exists():
             t = time.perf_counter()
-            origin = write_tuh_edf(path, hours)
-            print(f"wrote {path.name}: {hours} h, 22 ch @ {RATE} Hz, {path.stat().st_size / 2**20:.0f} MiB, "
+            origin = write_tuh_edf(path, hours[label])
+            print(f"wrote {path.name}: {hours[label]:g} h, 22 ch @ {RATE} Hz, {path.stat().st_size / 2**20:.0f} MiB, "
                   f"{origin} ({time.perf_counter() - t:.1f} s)")
 
     one_hour = recordings[1]
@@ -229,12 +232,13 @@ def main() -> None:
           f"| machine load average {stages['load_avg_1min']:.1f}")
 
     print("\nlumamba screen --task tuab, end to end (CLI subprocess; includes Python start-up and imports):")
-    for hours, path in recordings.items():
-        report_dir = work / f"screen_{hours}h"
+    for label, path in recordings.items():
+        report_dir = work / f"screen_{label}"
         wall, peak, _ = run_child([sys.executable, "-m", "lumamba_cli", "screen", str(path), "--task", "tuab",
                                    "--head", str(head), "--out", str(report_dir), "--quiet"])
-        print(f"  {hours} h: wall {wall:.1f} s = {wall / hours:.1f} s per recording-hour, "
-              f"{hours / (wall / 60):.1f} h of EEG per minute, peak RSS {peak:.0f} MiB "
+        length = hours[label]
+        print(f"  {length:g} h: wall {wall:.1f} s = {wall / length:.1f} s per recording-hour, "
+              f"{length / (wall / 60):.1f} h of EEG per minute, peak RSS {peak:.0f} MiB "
               f"(load average {os.getloadavg()[0]:.1f})")
 
     wall, peak, text = run_child([sys.executable, "-c", _MNE_RECIPE, str(one_hour)])

@@ -3,7 +3,7 @@ the first (decoding + preprocessing) epoch against epochs served from the window
 
 Prints figures; asserts nothing. Synthetic TUAB-layout EDF files (tests/synthetic_eeg.py) stand in for data.
 
-    python benchmarks/train_throughput.py [--subjects 6] [--duration 60] [--batch-size 32] [--steps 6]
+    python benchmarks/train_throughput.py [--subjects 6] [--duration 60] [--batch-size 32] [--steps 6] [--smoke]
 """
 
 from __future__ import annotations
@@ -22,9 +22,9 @@ sys.path.insert(0, str(REPO / "tests"))
 
 from synthetic_eeg import make_tuab_tree  # noqa: E402
 
-from lumamba_cli import datasets  # noqa: E402
+from lumamba_cli import datasets, window_cache  # noqa: E402
 from lumamba_cli.recipes import load_recipe  # noqa: E402
-from lumamba_cli.train import autograd_scan, build_model  # noqa: E402
+from lumamba_cli.train import HeadOption, build_model, model_config  # noqa: E402
 
 CONFIGS = {
     "tiny (released size, LUNA head)": ("tiny", "luna"),
@@ -37,7 +37,7 @@ def time_steps(recipe, split, config: str, head: str, device: torch.device, batc
                freeze: bool = False) -> tuple[float, float]:
     """(train windows/s, inference windows/s), after one warm-up step."""
     torch.manual_seed(0)
-    model, _, _ = build_model(recipe, config_name=config, head_option=head)
+    model = build_model(recipe, model_config(recipe, config, HeadOption(head)), None)
     model.to(device).train()
     if freeze:
         for name, param in model.named_parameters():
@@ -60,16 +60,15 @@ def time_steps(recipe, split, config: str, head: str, device: torch.device, batc
         loss.backward()
         optimizer.step()
 
-    with autograd_scan():
+    step()
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    start = time.perf_counter()
+    for _ in range(steps):
         step()
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        start = time.perf_counter()
-        for _ in range(steps):
-            step()
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        train_rate = steps * batch_size / (time.perf_counter() - start)
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    train_rate = steps * batch_size / (time.perf_counter() - start)
     model.eval()
     with torch.no_grad():
         x, pos, _ = batch()
@@ -91,7 +90,10 @@ def main() -> None:
     parser.add_argument("--duration", type=float, default=60.0, help="seconds per recording")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--steps", type=int, default=6, help="timed optimisation steps per configuration")
+    parser.add_argument("--smoke", action="store_true", help="tiny data and one step: checks that it runs")
     args = parser.parse_args()
+    if args.smoke:
+        args.subjects, args.duration, args.batch_size, args.steps = 1, 10.0, 2, 1
 
     recipe = load_recipe("tuab")
     print(f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads, CUDA: {torch.cuda.is_available()}")
@@ -103,10 +105,10 @@ def main() -> None:
         cache = tmp / "cache"
 
         start = time.perf_counter()
-        split = datasets.build_split(index, index.sources, recipe, cache_dir=cache)
+        split = window_cache.build_split(index, index.sources, recipe, cache_dir=cache)
         first = time.perf_counter() - start
         start = time.perf_counter()
-        split = datasets.build_split(index, index.sources, recipe, cache_dir=cache)
+        split = window_cache.build_split(index, index.sources, recipe, cache_dir=cache)
         x_all = [split.batch(np.arange(i, min(i + 256, len(split))))[0] for i in range(0, len(split), 256)]
         cached = time.perf_counter() - start
         del x_all

@@ -29,7 +29,8 @@ from typing import Any, Callable, Iterable, Iterator, Sequence
 import numpy as np
 
 from lumamba_cli.errors import BadInputError, ExitCode, LumambaError
-from lumamba_cli.report import SCHEMA_VERSION, sweep_temporaries
+from lumamba_cli.fileio import sweep_temporaries
+from lumamba_cli.report import SCHEMA_VERSION
 
 RECORDING_SUFFIXES = {".edf", ".bdf"}
 MANIFEST_NAME = "manifest.jsonl"

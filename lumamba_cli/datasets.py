@@ -5,11 +5,7 @@ subject id, a label (or window-level label events) and, where the dataset's auth
 :func:`assign_splits` then splits the rest **by subject, seeded**, so the same seed always gives the same
 split (upstream's splits were unseeded or depended on file-system order; spec §7.8).
 
-Windows come from the task recipe's own preprocessing (``preprocess.iter_windows``) and are cached on disk
-as one ``.npy`` per recording (opened as a memory map) plus a JSON index entry, keyed by the recipe hash,
-the input file's sha256, the reader and the preprocessing mode. After the first epoch nothing is decoded
-again, and memory stays bounded by one batch whatever the recordings' length. The cache may be stored as
-float16 (half the size); windows are z-scored after loading, in float32, either way.
+Windows come from the task recipe's own preprocessing and are cached on disk by ``window_cache.py``.
 
 TUAR also has per-channel protocols (spec §3.4): "mc" gives every window a 22-vector of 0/1 (≥30 % rule per
 channel) and "mmc" a 22-vector of artifact-type codes 0..5; columns follow the model input rows.
@@ -18,24 +14,33 @@ channel) and "mmc" a 22-vector of artifact-type codes 0..5; columns follow the m
 from __future__ import annotations
 
 import csv
-import hashlib
-import json
-import os
 import re
-import shutil
-import tempfile
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
+from enum import StrEnum
 from pathlib import Path
-from typing import Callable, Iterable, Sequence
+from typing import Sequence
 
 import numpy as np
 
 from lumamba_cli.errors import BadInputError, MontageError, UsageError
+from lumamba_cli.recording import ArrayRecording, RecordingLike, open_recording
 
-DATASETS = ("tuab", "tuar", "tusl", "mumtaz", "tdbrain", "apava", "manifest")
+
+
+class Dataset(StrEnum):
+    """The layouts ``--data`` can have: a public dataset as distributed, or a CSV manifest of any lab's files."""
+
+    tuab = "tuab"
+    tuar = "tuar"
+    tusl = "tusl"
+    mumtaz = "mumtaz"
+    tdbrain = "tdbrain"
+    apava = "apava"
+    manifest = "manifest"
+
+
 SPLITS = ("train", "val", "test")
-CACHE_FORMAT = 1
 
 # TUAR "bc" (spec §3.4): any of these labels, seizure types included, makes a window positive.
 TUAR_ARTIFACT_LABELS = frozenset(
@@ -55,8 +60,6 @@ TUAR_MMC_CODES = {
 TUAR_MMC_CLASSES = 6
 TUAR_MONTAGE_FOLDERS = ("01_tcp_ar", "02_tcp_le")
 PER_CHANNEL_RULES = ("coverage_mc", "majority_mmc")
-CACHE_DTYPES = ("float32", "float16")
-FLOAT16_MAX = float(np.finfo(np.float16).max)
 TUSL_CODES = {"bckg": 1, "seiz": 2, "slow": 3}  # anything else, or no annotation, is 0 (spec §3.5)
 COVERAGE_THRESHOLD = 0.30
 
@@ -108,16 +111,15 @@ class DatasetIndex:
 # --------------------------------------------------------------------------------------------- discovery
 
 
-def check_request(dataset: str, root: Path) -> None:
+def check_request(dataset: Dataset, root: Path) -> None:
     """Cheap checks of --dataset/--data, done before anything slow (encoder lookup, decoding)."""
-    if dataset not in DATASETS:
-        raise UsageError(f"unknown dataset {dataset!r}; choose one of {', '.join(DATASETS)}")
+    Dataset(dataset)
     if not Path(root).exists():
         raise BadInputError("data path does not exist", path=root)
 
 
 def discover(
-    dataset: str,
+    dataset: Dataset,
     root: Path,
     label_names: Sequence[str],
     *,
@@ -129,6 +131,7 @@ def discover(
 
     ``classification_type`` picks TUAR's protocol: "bc" (one label per window), "mc" (22 binary labels, one per
     bipolar channel) or "mmc" (22 artifact-type codes); other datasets accept single-label tasks only."""
+    dataset = Dataset(dataset)
     root = Path(root)
     if not root.exists():
         raise BadInputError("data path does not exist", path=root)
@@ -145,10 +148,8 @@ def discover(
         index = _discover_tdbrain(root, label_names)
     elif dataset == "apava":
         index = _discover_apava(root, label_names, apava_labels)
-    elif dataset == "manifest":
-        index = _discover_manifest(root, label_names, events_csv)
     else:
-        raise UsageError(f"unknown dataset {dataset!r}; choose one of {', '.join(DATASETS)}")
+        index = _discover_manifest(root, label_names, events_csv)
     if classification_type in ("mc", "mmc") and index.window_rule not in PER_CHANNEL_RULES:
         raise UsageError(f"per-channel ({classification_type}) labels exist only for --dataset tuar, not {dataset!r}")
     if not index.sources:
@@ -553,254 +554,19 @@ def _per_channel_labels(index: DatasetIndex, source: Source, times: np.ndarray,
     return out
 
 
-# ------------------------------------------------------------------------------------------- window cache
+# --------------------------------------------------------------------------------- reading a dataset's files
 
 
-def file_sha256(path: Path, _memo: dict = {}) -> str:  # noqa: B006 - process-wide memo by (path, size, mtime)
-    stat = path.stat()
-    key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns)
-    if key not in _memo:
-        digest = hashlib.sha256()
-        with open(path, "rb") as handle:
-            for chunk in iter(lambda: handle.read(1 << 20), b""):
-                digest.update(chunk)
-        _memo[key] = digest.hexdigest()
-    return _memo[key]
+def open_source(source: Source) -> RecordingLike:
+    """The recording behind ``source``: an EDF/BDF file, or a TDBrain CSV / APAVA .mat held in memory."""
+    if source.reader == "tdbrain-csv":
+        return _tdbrain_recording(source.path)
+    if source.reader == "apava-mat":
+        return _apava_recording(source.path)
+    return open_recording(source.path)
 
 
-def default_cache_dir() -> Path:
-    home = os.environ.get("LUMAMBA_HOME")
-    if home:
-        return Path(home) / "cache" / "windows"
-    import platformdirs
-
-    return Path(platformdirs.user_cache_dir("lumamba")) / "windows"
-
-
-@dataclass
-class CachedWindows:
-    """Preprocessed (not z-scored) windows of one recording, memory-mapped from the cache."""
-
-    data: np.ndarray  # (N, C, T) float32 memmap, µV
-    start_s: np.ndarray  # (N,)
-    sfreq: float
-    channel_names: list[str]
-    positions: np.ndarray  # (C, 3) float32, metres
-    sha256: str
-    warnings: list[str]
-    eps: float = 1e-8  # z-score eps in the stored units (the recipe's)
-    modes: list[str] = field(default_factory=list)  # preprocessing modes the blocks actually used
-
-
-@dataclass(frozen=True)
-class PreprocessPolicy:
-    """How recordings are preprocessed (``preprocess.iter_windows``'s mode and chunking); a head records the
-    policy it was trained with so screening and evaluation can apply the same one."""
-
-    mode: str = "auto"
-    chunk_s: float = 300.0
-    chunk_threshold_s: float = 3600.0
-
-    def to_json(self) -> dict:
-        return {"mode": self.mode, "chunk_s": float(self.chunk_s), "chunk_threshold_s": float(self.chunk_threshold_s)}
-
-    @classmethod
-    def from_json(cls, data: dict | None) -> "PreprocessPolicy | None":
-        if not data or "mode" not in data:
-            return None
-        default = cls()
-        return cls(str(data["mode"]), float(data.get("chunk_s", default.chunk_s)),
-                   float(data.get("chunk_threshold_s", default.chunk_threshold_s)))
-
-
-def cache_key(recipe, sha256: str, reader: str, mode: str, *, policy: PreprocessPolicy | None = None,
-              dtype: str = "float32") -> str:
-    import lumamba_cli
-
-    # the tool version stands for the preprocessing code (readers, filters, montage derivation): windows cut by
-    # another version may differ although recipe and input are the same, so an upgrade must not reuse them
-    material = {"format": CACHE_FORMAT, "recipe": recipe.id, "recipe_hash": recipe.hash, "input_sha256": sha256,
-                "reader": reader, "mode": mode, "tool_version": lumamba_cli.__version__}
-    # only non-default settings enter the key, so caches written before these options existed stay valid
-    if policy is not None and (policy.chunk_s, policy.chunk_threshold_s) != (300.0, 3600.0):
-        material["chunking"] = [policy.chunk_s, policy.chunk_threshold_s]
-    if dtype != "float32":
-        material["dtype"] = dtype
-    return hashlib.sha256(json.dumps(material, sort_keys=True).encode()).hexdigest()[:32]
-
-
-def load_windows(source: Source, recipe, *, cache_dir: Path, mode: str = "auto",
-                 policy: PreprocessPolicy | None = None, dtype: str = "float32") -> CachedWindows:
-    """Windows of ``source`` from the cache, preprocessing and caching them on the first call.
-
-    ``dtype`` "float16" halves the cache on disk and in the page cache; values keep ~3 significant digits
-    (relative error ≤ 4.9e-4, far below EEG noise) and the z-score is computed after loading, in float32."""
-    if dtype not in CACHE_DTYPES:
-        raise UsageError(f"cache dtype must be one of {', '.join(CACHE_DTYPES)}, not {dtype!r}")
-    policy = policy or PreprocessPolicy(mode)
-    mode = policy.mode
-    sha256 = file_sha256(source.path)
-    key = cache_key(recipe, sha256, source.reader, mode, policy=policy, dtype=dtype)
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    array_path, meta_path = cache_dir / f"{key}.npy", cache_dir / f"{key}.json"
-    if not (array_path.exists() and meta_path.exists()):
-        _build_cache_entry(source, recipe, policy, array_path, meta_path, sha256, dtype)
-    meta = json.loads(meta_path.read_text())
-    data = np.load(array_path, mmap_mode="r")
-    return CachedWindows(
-        data=data,
-        start_s=np.asarray(meta["start_s"], dtype=np.float64),
-        sfreq=float(meta["sfreq"]),
-        channel_names=list(meta["channel_names"]),
-        positions=np.asarray(meta["positions"], dtype=np.float32),
-        sha256=sha256,
-        warnings=list(meta.get("warnings", [])),
-        eps=float(meta.get("eps", 1e-8)),
-        modes=list(meta.get("modes", [])),
-    )
-
-
-def _build_cache_entry(source: Source, recipe, policy: PreprocessPolicy, array_path: Path, meta_path: Path,
-                       sha256: str, dtype: str = "float32") -> None:
-    # Stream blocks to a raw temp file (bounded memory), then prepend the .npy header once the count is known.
-    tmp_dir = array_path.parent
-    raw_fd, raw_name = tempfile.mkstemp(dir=tmp_dir, suffix=".raw")
-    n_windows, shape_tail, starts, sfreq, eps = 0, None, [], None, 1e-8
-    channel_names: list[str] = []
-    positions = None
-    warnings: list[str] = []
-    modes: set[str] = set()
-    try:
-        with os.fdopen(raw_fd, "wb") as raw:
-            for block, names, pos, warns in _iter_source_blocks(source, recipe, policy):
-                modes.add(str(block.mode))
-                if dtype == "float16" and np.abs(block.data).max(initial=0.0) > FLOAT16_MAX:
-                    # float16 would store inf here, and z-scoring inf gives NaN: refuse rather than train on it
-                    raise BadInputError(f"preprocessed values exceed the float16 range (±{FLOAT16_MAX:.0f} µV); "
-                                        "use --cache-dtype float32", path=source.path)
-                data = np.ascontiguousarray(block.data, dtype=dtype)
-                if shape_tail is None:
-                    shape_tail, channel_names, positions, warnings = data.shape[1:], names, pos, warns
-                raw.write(data.tobytes())
-                n_windows += data.shape[0]
-                starts.extend(float(s) for s in np.asarray(block.start_s))
-                sfreq = float(block.sfreq)
-                eps = float(getattr(block, "eps", 1e-8))
-        if shape_tail is None:
-            raise BadInputError(
-                f"recording is shorter than one {recipe.window_s} s window after preprocessing", path=source.path
-            )
-        fd, npy_tmp = tempfile.mkstemp(dir=tmp_dir, suffix=".npy")
-        with os.fdopen(fd, "wb") as out, open(raw_name, "rb") as raw:
-            header = {"descr": np.dtype(dtype).str, "fortran_order": False, "shape": (n_windows, *shape_tail)}
-            np.lib.format.write_array_header_1_0(out, header)
-            shutil.copyfileobj(raw, out, 1 << 22)
-        os.replace(npy_tmp, array_path)
-        meta = {
-            "format": CACHE_FORMAT, "source": str(source.path), "sha256": sha256, "recipe": recipe.id,
-            "recipe_hash": recipe.hash, "reader": source.reader, "mode": policy.mode, "n_windows": n_windows,
-            "policy": policy.to_json(), "modes": sorted(modes), "dtype": dtype,
-            "sfreq": sfreq, "eps": eps, "start_s": starts, "channel_names": channel_names,
-            "positions": np.asarray(positions, dtype=np.float64).tolist(), "warnings": warnings,
-        }
-        tmp_meta = meta_path.with_suffix(".json.tmp")
-        tmp_meta.write_text(json.dumps(meta))
-        os.replace(tmp_meta, meta_path)
-    finally:
-        Path(raw_name).unlink(missing_ok=True)
-
-
-def _iter_source_blocks(source: Source, recipe, policy: PreprocessPolicy):
-    """Yield (WindowBlock, channel_names, positions, warnings) using the project's real pipeline stages."""
-    from lumamba_cli import preprocess
-    from lumamba_cli.montage import load_registry
-
-    registry = load_registry()
-    if source.reader == "edf":
-        from lumamba_cli.recording import open_recording
-
-        recording = open_recording(source.path)
-    elif source.reader == "tdbrain-csv":
-        recording = _tdbrain_recording(source.path)
-    elif source.reader == "apava-mat":
-        recording = _apava_recording(source.path)
-    else:  # pragma: no cover - adapters only create the readers above
-        raise ValueError(source.reader)
-    try:
-        report = registry.resolve(recording, layout=recipe.layout)
-        if not getattr(report, "usable", True):
-            raise MontageError(f"channels cannot satisfy the {recipe.id} layout: {report.verdict}", path=source.path)
-        derivation = report.derivation
-        warnings = list(getattr(recording, "warnings", []))
-        for block in preprocess.iter_windows(recording, recipe, derivation, mode=policy.mode, chunk_s=policy.chunk_s,
-                                              chunk_threshold_s=policy.chunk_threshold_s, on_skip=warnings.append):
-            if len(block.start_s):
-                # the block's own names/positions: the recipe may reorder rows (TUH script order)
-                names = list(block.channel_names or derivation.channel_names)
-                positions = np.asarray(block.positions if block.positions is not None else derivation.positions,
-                                       dtype=np.float32)
-                yield block, names, positions, warnings
-    finally:
-        close = getattr(recording, "close", None)
-        if close is not None:
-            close()
-
-
-# ------------------------------------------------------------------- non-EDF sources as in-memory recordings
-
-
-class ArrayRecording:
-    """A recording held in memory (TDBrain CSV, APAVA .mat) with the interface of ``recording.Recording``,
-    so the same montage and preprocessing stages serve every dataset. ``segment_lengths`` (samples) marks
-    pieces that preprocessing must treat separately (APAVA's epochs)."""
-
-    file_format = "array"
-    reader = "memory"
-    start_time = None
-
-    def __init__(self, path, data, sfreq, labels, kinds, *, unit="uV", segment_lengths=None):
-        from lumamba_cli.recording import ChannelInfo, Segment
-
-        self.path = Path(path)
-        self.file_size = self.path.stat().st_size
-        self._data = np.ascontiguousarray(data, dtype=np.float64)
-        n = self._data.shape[1]
-        self.duration_s = n / sfreq
-        self.warnings: list[str] = []
-        self.annotations: list = []
-        self.channels = [
-            ChannelInfo(index=i, label=str(label), kind=kind, sfreq=float(sfreq), n_samples=n, unit=unit, to_uv=1.0,
-                        physical_min=float(self._data[i].min()) if n else 0.0,
-                        physical_max=float(self._data[i].max()) if n else 0.0, digital_min=0, digital_max=0,
-                        prefilter="", transducer="", flat=bool(n and np.ptp(self._data[i]) == 0))
-            for i, (label, kind) in enumerate(zip(labels, kinds))
-        ]
-        lengths = list(segment_lengths) if segment_lengths else [n]
-        self.segments = []
-        start = 0
-        for length in lengths:
-            # separate pieces get a 1-s true-time gap so nothing ever treats them as continuous
-            onset = start / sfreq + len(self.segments)
-            self.segments.append(Segment(onset_s=onset, data_start_s=start / sfreq, duration_s=length / sfreq))
-            start += length
-        self._sfreq = float(sfreq)
-
-    def read(self, channels, start_s=0.0, stop_s=None):
-        first = int(round(start_s * self._sfreq))
-        last = self._data.shape[1] if stop_s is None else int(round(stop_s * self._sfreq))
-        return self._data[list(channels), first:last].copy()
-
-    def close(self) -> None:
-        pass
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
-
-
-def _tdbrain_recording(path: Path):
+def _tdbrain_recording(path: Path) -> ArrayRecording:
     import pandas as pd
 
     try:
@@ -810,7 +576,8 @@ def _tdbrain_recording(path: Path):
     kinds = {name: "eog" if name in TDBRAIN_EOG else "emg" if name in TDBRAIN_EMG else "eeg" for name in table.columns}
     numeric = [c for c in table.columns if np.issubdtype(table[c].dtype, np.number)]
     data = table[numeric].to_numpy(dtype=np.float64).T
-    return ArrayRecording(path, data, TDBRAIN_SFREQ, numeric, [kinds[c] for c in numeric], unit="uV")
+    return ArrayRecording(path, data, TDBRAIN_SFREQ, numeric, [kinds[c] for c in numeric], reader="tdbrain-csv",
+                          file_size=path.stat().st_size)
 
 
 def _unwrap_cell(value) -> np.ndarray:
@@ -821,7 +588,7 @@ def _unwrap_cell(value) -> np.ndarray:
     return np.asarray(value, dtype=np.float64)
 
 
-def _apava_recording(path: Path):
+def _apava_recording(path: Path) -> ArrayRecording:
     from scipy.io import loadmat
 
     try:
@@ -840,86 +607,7 @@ def _apava_recording(path: Path):
     # each epoch is its own segment: upstream filters every 5-s epoch separately (spec §3.6)
     data = np.concatenate(epochs, axis=1)
     lengths = [e.shape[1] for e in epochs]
-    return ArrayRecording(path, data, APAVA_SFREQ, APAVA_CHANNELS, ["eeg"] * 16, unit="uV", segment_lengths=lengths)
+    return ArrayRecording(path, data, APAVA_SFREQ, APAVA_CHANNELS, ["eeg"] * 16, reader="apava-mat",
+                          segment_lengths=lengths, file_size=path.stat().st_size)
 
 
-# -------------------------------------------------------------------------------------- labelled windows
-
-
-@dataclass
-class SplitWindows:
-    """All windows of one split: references into the per-recording caches, plus labels."""
-
-    recordings: list[Source]
-    caches: list[CachedWindows]
-    recording_of: np.ndarray  # (M,) index into recordings
-    window_of: np.ndarray  # (M,) index into that recording's windows
-    labels: np.ndarray  # (M,), or (M, 22) for per-channel labels
-
-    def __len__(self) -> int:
-        return len(self.labels)
-
-    def counts(self, n_classes: int) -> list[int]:
-        """Windows per class; for per-channel labels, (window, channel) pairs per class (mc: 0 and 1)."""
-        return np.bincount(np.asarray(self.labels).ravel(), minlength=n_classes).tolist()
-
-    def modes(self) -> list[str]:
-        return sorted({mode for cache in self.caches for mode in cache.modes})
-
-    def batch(self, indices: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(x (B,C,T) float32 z-scored per window and channel, positions (B,C,3), labels (B,)) for window indices."""
-        x = np.empty((len(indices), *self.caches[self.recording_of[indices[0]]].data.shape[1:]), dtype=np.float32)
-        for row, i in enumerate(indices):
-            cache = self.caches[self.recording_of[i]]
-            x[row] = zscore_windows(cache.data[self.window_of[i]][None], cache.eps)[0]
-        pos = np.stack([self.caches[self.recording_of[i]].positions for i in indices])
-        return x, pos, self.labels[indices]
-
-
-def build_split(
-    index: DatasetIndex,
-    sources: Iterable[Source],
-    recipe,
-    *,
-    cache_dir: Path,
-    mode: str = "auto",
-    on_error: Callable[[Source, Exception], None] | None = None,
-    progress: Callable[[Source], None] | None = None,
-    policy: PreprocessPolicy | None = None,
-    cache_dtype: str = "float32",
-) -> SplitWindows:
-    recordings, caches, rec_of, win_of, labels = [], [], [], [], []
-    for source in sources:
-        if progress is not None:
-            progress(source)
-        try:
-            cached = load_windows(source, recipe, cache_dir=cache_dir, policy=policy or PreprocessPolicy(mode),
-                                  dtype=cache_dtype)
-        except (BadInputError, MontageError) as exc:
-            if on_error is None:
-                raise
-            on_error(source, exc)
-            continue
-        window_s = cached.data.shape[2] / cached.sfreq
-        try:
-            y = window_labels(index, source, cached.start_s, window_s, cached.sfreq, cached.channel_names)
-        except MontageError as exc:
-            if on_error is None:
-                raise
-            on_error(source, exc)
-            continue
-        r = len(recordings)
-        recordings.append(source)
-        caches.append(cached)
-        rec_of.append(np.full(len(y), r, dtype=np.int64))
-        win_of.append(np.arange(len(y), dtype=np.int64))
-        labels.append(y)
-    cat = (lambda parts: np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64))
-    return SplitWindows(recordings, caches, cat(rec_of), cat(win_of), cat(labels))
-
-
-def zscore_windows(x: np.ndarray, eps: float = 1e-8) -> np.ndarray:
-    """Per window and channel, unbiased std + eps, in float32 (spec §3.0): the same function screening uses."""
-    from lumamba_cli.preprocess import zscore
-
-    return np.asarray(zscore(np.asarray(x, dtype=np.float32), eps), dtype=np.float32)

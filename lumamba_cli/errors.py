@@ -59,3 +59,9 @@ class NetworkError(LumambaError):
 
 class UsageError(LumambaError):
     code = ExitCode.USAGE
+
+
+def first_line(exc: BaseException) -> str:
+    """The first line of an exception's text (library messages can be paragraphs), or its type's name."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

@@ -15,23 +15,43 @@ table; the result names what was pooled.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import StrEnum
 from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
 
-from lumamba_cli import DISCLAIMER, __version__
-from lumamba_cli.errors import BadInputError, UsageError
+from lumamba_cli import DISCLAIMER, __version__, datasets, metrics
+from lumamba_cli.datasets import Dataset
+from lumamba_cli.errors import BadInputError
+from lumamba_cli.heads import head_for_task
+from lumamba_cli.preprocess import Mode, PreprocessPolicy
+from lumamba_cli.recipes import load_recipe
+from lumamba_cli.window_cache import CacheDtype, build_split, default_cache_dir
+
+
+class Split(StrEnum):
+    test = "test"
+    val = "val"
+    train = "train"
+    all = "all"
+
+
+class AurocScore(StrEnum):
+    """What binary AUROC/AUPR rank windows by: the class probability, or upstream's raw class-1 logit."""
+
+    probability = "probability"
+    logit = "logit"
 
 
 @dataclass
 class EvaluateOptions:
     task: str
     data: Path
-    dataset: str = "manifest"
+    dataset: Dataset = Dataset.manifest
     head: str | None = None
-    split: str = "test"  # test | val | train | all
-    auroc_score: str = "probability"  # probability | logit
+    split: Split = Split.test
+    auroc_score: AurocScore = AurocScore.probability
     bootstrap: int = 1000
     seed: int = 0
     events: Path | None = None
@@ -39,118 +59,65 @@ class EvaluateOptions:
     cache_dir: Path | None = None
     device: str = "auto"
     batch_size: int = 64
-    cache_dtype: str | None = None  # None = the window cache dtype the head was trained with (else float32)
-    mode: str | None = None  # None = the preprocessing the head was trained with (else "auto")
-
-
-def _field(meta: Any, name: str, default: Any = None) -> Any:
-    if isinstance(meta, dict):
-        return meta.get(name, default)
-    value = getattr(meta, name, default)
-    if value is default and hasattr(meta, "extra") and isinstance(meta.extra, dict):
-        return meta.extra.get(name, default)
-    return value
-
-
-def predict(model, split, device, batch_size: int, *, forward=None) -> np.ndarray:
-    """Logits (M, K) — (M, 22, 6) for mmc — float64 for every window of ``split``, in eval mode.
-
-    ``forward(x, positions) -> logits`` replaces the plain deterministic call (no mask, no jitter); training's
-    validation passes its own (device placement, bf16 autocast)."""
-    import torch
-
-    def plain_forward(x_np, pos_np):
-        x = torch.from_numpy(x_np).to(device)
-        pos = torch.from_numpy(np.ascontiguousarray(pos_np, dtype=np.float32)).to(device)
-        out = model(x, pos)
-        return out[0] if isinstance(out, tuple) else out
-
-    forward = forward or plain_forward
-    model.eval()
-    parts = []
-    with torch.no_grad():
-        for start in range(0, len(split), batch_size):
-            idx = np.arange(start, min(start + batch_size, len(split)))
-            x_np, pos_np, _ = split.batch(idx)
-            parts.append(forward(x_np, pos_np).float().cpu().numpy().astype(np.float64))
-    return np.concatenate(parts) if parts else np.zeros((0, 0))
+    cache_dtype: CacheDtype | None = None  # None = the window cache dtype the head was trained with (else float32)
+    mode: Mode | None = None  # None = the preprocessing the head was trained with (else auto)
 
 
 def evaluate(options: EvaluateOptions, *, log: Callable[[str], None] | None = None) -> dict[str, Any]:
-    from lumamba_cli import datasets, metrics, weights
-    from lumamba_cli.model import checkpoint
-    from lumamba_cli.recipes import load_recipe
-    from lumamba_cli.train import label_classes, pick_device
+    from lumamba_cli.inference import predict, resolve_device
 
-    if options.split not in ("test", "val", "train", "all"):
-        raise UsageError(f"--split must be test, val, train or all (got {options.split!r})")
-    if options.auroc_score not in ("probability", "logit"):
-        raise UsageError(f"--auroc-score must be probability or logit (got {options.auroc_score!r})")
     recipe = load_recipe(options.task)
     datasets.check_request(options.dataset, Path(options.data))
-    head_path = weights.resolve_head(recipe.id, options.head, recipe=recipe)
-    header = checkpoint.read_head_metadata(head_path)
-    weights.check_head_matches(header, recipe, path=head_path)
-    encoder_file = None
-    if not header.contains_encoder and header.encoder is not None:
-        # a head-only file (classifier tensors + the encoder's sha256): the encoder it was trained on must be
-        # present locally, found by content exactly as `lumamba screen` finds it
-        encoder_file = weights.encoder_path(header.encoder.name, sha256=header.encoder.sha256)
-    model, meta = checkpoint.load_head(head_path, encoder_file)
-    labels = list(recipe.labels)
-    kind = str(getattr(recipe, "classification_type", "bc"))
-    n_classes = label_classes(recipe)
-    # for mc the recipe's labels are the 22 channels; each pooled decision is artifact / no artifact
-    class_names = ["no artifact", "artifact"] if kind == "mc" else labels
+    head = head_for_task(recipe, options.head)
+    device = resolve_device(options.device)
+    kind = recipe.classification_type
+    n_classes = recipe.label_classes
+    class_names = recipe.class_names
     warnings: list[str] = []
 
-    training = _field(meta, "training") or {}
-    data_summary = training.get("data") or {}
-    split_seed = int(data_summary.get("split_seed", training.get("seed", options.seed)))
-    index = datasets.discover(
-        options.dataset, Path(options.data), labels, events_csv=options.events, apava_labels=options.labels_file,
-        classification_type=kind,
-    )
-    trained_policy = datasets.PreprocessPolicy.from_json(training.get("preprocessing"))
+    training = head.metadata.training
+    data_summary = training.data
+    split_seed = int(data_summary.get("split_seed", training.seed if training.seed is not None else options.seed))
+    index = datasets.discover(options.dataset, Path(options.data), list(recipe.labels), events_csv=options.events,
+                              apava_labels=options.labels_file, classification_type=kind)
+    trained_policy = head.trained_policy
     if options.mode is None:
-        policy = trained_policy or datasets.PreprocessPolicy()
+        policy = trained_policy or PreprocessPolicy()
     else:
-        policy = datasets.PreprocessPolicy(options.mode)
+        policy = PreprocessPolicy(options.mode)
         if trained_policy is not None and trained_policy.mode != options.mode:
             warnings.append(f"--mode {options.mode} differs from the head's training preprocessing "
                             f"({trained_policy.mode}): outputs may shift")
     assignment = datasets.assign_splits(
         index.sources, seed=split_seed,
-        val_fraction=float(training.get("val_fraction", 0.2)), test_fraction=float(training.get("test_fraction", 0.15)),
+        val_fraction=training.val_fraction if training.val_fraction is not None else 0.2,
+        test_fraction=training.test_fraction if training.test_fraction is not None else 0.15,
     )
-    if options.split == "all":
+    if options.split == Split.all:
         chosen = list(index.sources)
     else:
         chosen = [s for s in index.sources if assignment[s.subject] == options.split]
     if not chosen:
-        raise BadInputError(f"no recordings fall in the {options.split!r} split", path=options.data)
-    trained_on = set((data_summary.get("split_subjects") or {}).get("train", [])) | set(
-        (data_summary.get("split_subjects") or {}).get("val", [])
-    )
+        raise BadInputError(f"no recordings fall in the {options.split.value!r} split", path=options.data)
+    subjects = data_summary.get("split_subjects") or {}
+    trained_on = set(subjects.get("train", [])) | set(subjects.get("val", []))
     leaked = sorted({s.subject for s in chosen} & trained_on)
-    if leaked and options.split in ("test", "all"):
+    if leaked and options.split in (Split.test, Split.all):
         warnings.append(
             f"{len(leaked)} subject(s) evaluated here were in this head's training or validation split "
             f"(e.g. {leaked[0]}): the estimate is optimistic"
         )
 
-    cache_dir = Path(options.cache_dir) if options.cache_dir else datasets.default_cache_dir()
+    cache_dir = Path(options.cache_dir) if options.cache_dir else default_cache_dir()
     # the head saw windows rounded to its training cache dtype: evaluating on other inputs shifts outputs a little
     # and decodes every recording again into a second cache entry
-    trained_dtype = str(training.get("cache_dtype") or "float32")
+    trained_dtype = CacheDtype(training.cache_dtype or CacheDtype.float32)
     cache_dtype = options.cache_dtype or trained_dtype
     if cache_dtype != trained_dtype:
         warnings.append(f"--cache-dtype {cache_dtype} differs from the head's training windows ({trained_dtype})")
     failures: list[str] = []
-    split = datasets.build_split(
-        index, chosen, recipe, cache_dir=cache_dir, policy=policy, cache_dtype=cache_dtype,
-        on_error=lambda source, exc: failures.append(f"{source.key}: {exc}"),
-    )
+    split = build_split(index, chosen, recipe, cache_dir=cache_dir, policy=policy, cache_dtype=cache_dtype,
+                        on_error=lambda source, exc: failures.append(f"{source.key}: {exc}"))
     if failures:
         warnings.append(f"{len(failures)} recording(s) skipped: {failures[0]}" + (" …" if len(failures) > 1 else ""))
     if len(split) == 0:
@@ -158,9 +125,8 @@ def evaluate(options: EvaluateOptions, *, log: Callable[[str], None] | None = No
     if log:
         log(f"evaluating {len(split)} windows from {len(split.recordings)} recordings ({options.split} split)")
 
-    device = pick_device(options.device)
-    model.to(device)
-    logits = predict(model, split, device, options.batch_size)
+    model = head.load().to(device)
+    logits = predict(model, split.batches(options.batch_size), device)
     pooled = metrics.pool_outputs(kind, logits, split.labels)
     per_channel = None
     if pooled.pairs:
@@ -177,8 +143,7 @@ def evaluate(options: EvaluateOptions, *, log: Callable[[str], None] | None = No
             f"{len(pooled.y)} (window, channel) pairs: {len(split)} windows × {n_channels} channels, each channel "
             "output scored as its own " + ("binary artifact decision" if kind == "mc" else "6-class decision")
         )
-        channel_names = list(split.caches[0].channel_names)
-        per_channel = _per_channel_table(kind, channel_names, pooled, len(split), n_channels)
+        per_channel = _per_channel_table(kind, list(split.caches[0].channel_names), pooled, len(split), n_channels)
     else:
         prob, pred, y = pooled.prob, pooled.pred, pooled.y
         score = metrics.ranking_score(prob, logits, options.auroc_score)
@@ -212,29 +177,25 @@ def evaluate(options: EvaluateOptions, *, log: Callable[[str], None] | None = No
     else:
         warnings.append("window-level labels: no per-recording level (a recording has no single label)")
 
-    published = [
-        {"encoder": p.encoder, "metrics": p.metrics, "source": p.source, "note": p.note}
-        for p in getattr(recipe, "published", [])
-    ]
-    encoder = _field(meta, "encoder")
-    encoder = encoder.model_dump() if hasattr(encoder, "model_dump") else encoder
+    published = [{"encoder": p.encoder, "metrics": p.metrics, "source": p.source, "note": p.note}
+                 for p in recipe.published]
     return {
         "task": recipe.id,
         "recipe_hash": recipe.hash,
-        "head": str(head_path),
-        "head_encoder": encoder,
+        "head": str(head.path),
+        "head_encoder": head.metadata.encoder.model_dump() if head.metadata.encoder else None,
         "dataset": index.name,
         "data": str(options.data),
-        "split": options.split,
+        "split": options.split.value,
         "split_seed": split_seed,
         "labels": class_names,
         "classification_type": kind,
         "per_channel": per_channel,
-        "preprocessing": {**policy.to_json(), "modes_seen": split.modes(), "cache_dtype": cache_dtype,
+        "preprocessing": {**policy.to_json(), "modes_seen": split.modes(), "cache_dtype": cache_dtype.value,
                           "trained_with": trained_policy.to_json() if trained_policy else None},
-        "auroc_score": options.auroc_score,
+        "auroc_score": options.auroc_score.value,
         "auroc_score_note": (
-            "AUROC/AUPR rank by the softmax probability" if options.auroc_score == "probability"
+            "AUROC/AUPR rank by the softmax probability" if options.auroc_score == AurocScore.probability
             else "AUROC/AUPR rank by the raw logit (class-1 logit for binary tasks), as upstream did (spec §3.0)"
         ),
         "n_recordings": len(split.recordings),
@@ -253,8 +214,6 @@ def evaluate(options: EvaluateOptions, *, log: Callable[[str], None] | None = No
 def _per_channel_table(kind: str, channel_names: list[str], pooled, n_windows: int, n_channels: int) -> list[dict]:
     """Per channel: positives and AUROC (mc: artifact vs none; mmc: any artifact code vs none, ranked by
     1 − P(none)) and, for mmc, accuracy of the predicted code."""
-    from lumamba_cli import metrics
-
     y = pooled.y.reshape(n_windows, n_channels)
     prob = pooled.prob.reshape(n_windows, n_channels, -1)
     pred = pooled.pred.reshape(n_windows, n_channels)

@@ -1,40 +1,102 @@
-"""File primitives shared by reports, weights and head files: streaming sha256, atomic replacement, and the
-one JSON encoder for the non-JSON values lumamba writes.
+"""File primitives shared by reports, weights, head files and caches: streaming sha256 (with a cache keyed by
+path, size and modification time), atomic replacement, the sweep of a killed writer's temporaries, and the one
+JSON encoder for the non-JSON values lumamba writes.
 
-Everything lumamba writes that a user keeps (reports, imported encoders, head files, caches) goes through
-:func:`atomic_write_bytes` or :func:`atomic_copy`, so a crash, a full disk or Ctrl-C leaves either the old file
-or the complete new one, never a truncated file under the final name.
+Everything lumamba writes that a user keeps (reports, imported encoders, head files, caches, checkpoints) goes
+through :func:`atomic_write`, :func:`atomic_write_bytes` or :func:`atomic_copy`, so a crash, a full disk or Ctrl-C
+leaves either the old file or the complete new one, never a truncated file under the final name.
 """
 
 from __future__ import annotations
 
 import datetime as _dt
 import hashlib
+import json
 import os
 import tempfile
+import threading
 from pathlib import Path
 from typing import Any, BinaryIO, Callable, TypeVar
 
-# Temporaries carry this suffix and their writer's pid (see _temporary_beside) so that
-# report.sweep_temporaries can tell a killed writer's leftover from a file another process is still writing.
+from lumamba_cli.resources import cache_dir
+
+# Temporaries carry this suffix and their writer's pid (see _write_atomically) so that sweep_temporaries can tell
+# a killed writer's leftover from a file another process is still writing.
 TMP_SUFFIX = ".lumamba-tmp"
 CHUNK_BYTES = 1 << 20  # large enough to stream at disk speed, small enough to keep memory flat for any file size
+_SHA_CACHE_ENTRIES = 2048  # recordings of a large run, weights; the file stays well under a megabyte
 
 _Result = TypeVar("_Result")
+_sha_memo: dict[tuple[str, int, int], str] = {}
+_sha_lock = threading.Lock()
 
 
-def sha256_file(path: str | Path, chunk: int = CHUNK_BYTES) -> str:
-    """Hex sha256 of a file, read in ``chunk``-byte blocks. OSError propagates; callers word it for their user."""
+def sha256_file(path: str | Path, *, cached: bool = False) -> str:
+    """Hex sha256 of a file, streamed. ``cached`` reuses a digest computed earlier for the same resolved path,
+    size and modification time (in this process, or recorded in ``<cache>/sha256.json`` by an earlier one), so
+    re-checking a 17 MB encoder or a 1 GB recording on every run costs a ``stat``. Without it the file is always
+    read, and a stale record of it is corrected (nothing new is recorded). OSError propagates; callers word it for
+    their user."""
+    stat = os.stat(path)
+    key = (str(Path(path).resolve()), stat.st_size, stat.st_mtime_ns)
+    if cached:
+        with _sha_lock:
+            if key in _sha_memo:
+                return _sha_memo[key]
+            hit = _read_sha_cache().get(key[0])
+        if isinstance(hit, list) and len(hit) == 3 and hit[0] == key[1] and hit[1] == key[2]:
+            with _sha_lock:
+                _sha_memo[key] = str(hit[2])
+            return str(hit[2])
+    digest = _sha256_stream(path)
+    with _sha_lock:
+        _sha_memo[key] = digest
+        stored = _read_sha_cache()
+        if cached or (key[0] in stored and stored[key[0]] != [key[1], key[2], digest]):
+            stored.pop(key[0], None)
+            stored[key[0]] = [key[1], key[2], digest]
+            _write_sha_cache(stored)
+    return digest
+
+
+def _sha256_stream(path: str | Path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
-        while block := handle.read(chunk):
+        while block := handle.read(CHUNK_BYTES):
             digest.update(block)
     return digest.hexdigest()
 
 
+def _sha_cache_path() -> Path:
+    return cache_dir() / "sha256.json"
+
+
+def _read_sha_cache() -> dict[str, list]:
+    try:
+        data = json.loads(_sha_cache_path().read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}  # a missing or damaged cache only costs a recomputation
+    return data if isinstance(data, dict) else {}
+
+
+def _write_sha_cache(cache: dict[str, list]) -> None:
+    if len(cache) > _SHA_CACHE_ENTRIES:
+        cache = dict(list(cache.items())[-_SHA_CACHE_ENTRIES:])
+    try:
+        atomic_write_bytes(_sha_cache_path(), json.dumps(cache, indent=0).encode("utf-8"))
+    except OSError:
+        pass  # read-only home: the cache is an optimisation only
+
+
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     """Write ``data`` to ``path`` so that readers only ever see the old or the complete new file."""
-    _write_atomically(Path(path), lambda handle: handle.write(data))
+    atomic_write(path, lambda handle: handle.write(data))
+
+
+def atomic_write(path: str | Path, fill: Callable[[BinaryIO], _Result]) -> _Result:
+    """Let ``fill`` write into a temporary beside ``path``, then put it in place atomically; returns what
+    ``fill`` returns. For files too large to hold in memory (window caches) or written by a library (torch.save)."""
+    return _write_atomically(Path(path), fill)
 
 
 def atomic_copy(source: str | Path, dest: str | Path) -> str:
@@ -76,6 +138,44 @@ def _write_atomically(path: Path, fill: Callable[[BinaryIO], _Result]) -> _Resul
         raise
     _fsync_dir(path.parent)
     return result
+
+
+def sweep_temporaries(folder: str | Path) -> list[Path]:
+    """Delete temporary files that a killed lumamba process left in ``folder`` (their writer pid is gone)."""
+    removed = []
+    folder = Path(folder)
+    if not folder.is_dir():
+        return removed
+    for candidate in folder.rglob(f".*{TMP_SUFFIX}"):
+        parts = candidate.name[: -len(TMP_SUFFIX)].split(".")
+        pid = next((int(p) for p in reversed(parts[:-1]) if p.isdigit()), None)
+        if pid is not None and pid != os.getpid() and _pid_alive(pid):
+            continue
+        try:
+            candidate.unlink()
+            removed.append(candidate)
+        except OSError:
+            pass
+    return removed
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    except OSError:
+        return False
+    return True
+
+
+def write_json(path: str | Path, data: Any, *, indent: int | None = 1) -> Path:
+    """A JSON document written atomically (UTF-8, NaN refused: JSON has no NaN)."""
+    text = json.dumps(data, indent=indent, ensure_ascii=False, default=json_default, allow_nan=False)
+    atomic_write_bytes(path, (text + "\n").encode("utf-8"))
+    return Path(path)
 
 
 def _fsync_dir(folder: Path) -> None:

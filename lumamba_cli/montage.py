@@ -6,14 +6,13 @@ MODMA from the GSN-HydroCel-129 montage in its *raw* frame (spec §3.1). Those t
 ``montages/`` (exported once by ``tools/export_montages.py``, checked against live MNE by the tests), so positions
 cannot drift when MNE changes.
 
-Label normalisation (what :meth:`Registry.canonical` accepts), in this order:
+Label matching (what :meth:`Registry.canonical` accepts), in this order:
 
-1. surrounding whitespace and trailing dots are removed (PhysioNet pads labels: ``Fc5.``, ``Cz..``, ``T10.``);
-2. an ``EEG`` prefix followed by a space or a hyphen is removed (``EEG Fp1``, ``EEG-Fp1``);
-3. a reference suffix ``-REF``, ``-LE``, ``-AVG`` or ``-AR`` is removed and remembered (``EEG FP1-REF``, ``EEG T3-LE``);
-4. the rest is matched case-insensitively against the positions table, then the alias table (``montages/aliases.tsv``
+1. the label is cleaned by :func:`lumamba_cli.channels.normalise_label`: whitespace and trailing dots, an ``EEG``
+   prefix and a reference suffix (``-REF``, ``-LE``, ``-AVG``, ``-CAR`` …, remembered) are removed;
+2. the rest is matched case-insensitively against the positions table, then the alias table (``montages/aliases.tsv``
    plus the user's ``--aliases`` file); an alias wins over a same-named table entry, so ``T3`` is reported as ``T7``;
-5. otherwise, a name ``A-B`` whose two halves both match is a bipolar channel placed at their midpoint.
+3. otherwise, a name ``A-B`` whose two halves both match is a bipolar channel placed at their midpoint.
 
 Anything else is "unknown" and never gets a guessed position.
 """
@@ -25,7 +24,7 @@ import json
 import re
 import warnings
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -33,7 +32,9 @@ from typing import Any, Literal
 
 import numpy as np
 
+from lumamba_cli.channels import kind_from_label, normalise_label
 from lumamba_cli.errors import BadInputError, MontageError, UsageError
+from lumamba_cli.recording import RecordingLike
 from lumamba_cli.resources import data_dir
 
 HEAD_TABLE = "standard_1005_head.tsv"
@@ -42,22 +43,6 @@ ALIASES_TABLE = "aliases.tsv"
 
 Source = Literal["direct", "alias", "bipolar", "unknown"]
 OnMissing = Literal["raise", "warn", "ignore"]
-
-REFERENCE_SUFFIXES = ("REF", "LE", "AVG", "AR")
-_EEG_PREFIX = re.compile(r"^EEG[\s\-]+", re.IGNORECASE)
-_REF_SUFFIX = re.compile(r"-(" + "|".join(REFERENCE_SUFFIXES) + r")$", re.IGNORECASE)
-
-# Heuristic kinds for bare label lists (a Recording brings its own kinds). Prefix of the normalised, upper-cased name.
-_KIND_PREFIXES = (
-    ("ECG", "ecg"), ("EKG", "ecg"), ("EOG", "eog"), ("EMG", "emg"), ("RESP", "resp"), ("SPO2", "spo2"),
-    ("SAO2", "spo2"), ("PHOTIC", "photic"), ("MARK", "marker"), ("EVENT", "marker"), ("STATUS", "marker"),
-    ("TRIGGER", "marker"),
-)
-_KIND_EXACT = {
-    "MK": "marker", "HR": "misc", "PULSE": "misc",
-    # outer-canthus eye leads (LOC/ROC) and TUH's upper/lower canthus leads
-    "LOC": "eog", "ROC": "eog", "LUC": "eog", "RUC": "eog", "LLC": "eog", "RLC": "eog",
-}
 
 # A position farther than this from the head origin is not a scalp electrode in metres (millimetres, most likely).
 _MAX_PLAUSIBLE_M = 0.3
@@ -80,33 +65,6 @@ class NameMatch:
     @property
     def known(self) -> bool:
         return self.source != "unknown"
-
-
-def normalise_label(label: str) -> tuple[str, str | None]:
-    """Return (name, reference suffix) after the documented clean-up steps 1–3."""
-    name = label.strip().rstrip(".").strip()
-    name = _EEG_PREFIX.sub("", name).strip()
-    reference = None
-    match = _REF_SUFFIX.search(name)
-    if match and match.start() > 0:
-        reference = match.group(1).upper()
-        name = name[: match.start()].strip()
-    return name.rstrip(".").strip(), reference
-
-
-def guess_kind(label: str) -> str:
-    """Channel kind from the label alone, for bare label lists; unknown names count as EEG so they are reported."""
-    name = normalise_label(label)[0].upper().replace(" ", "")
-    if name in _KIND_EXACT:
-        return _KIND_EXACT[name]
-    for prefix, kind in _KIND_PREFIXES:
-        if name.startswith(prefix):
-            return kind
-    raw = label.strip().upper()
-    for prefix, kind in _KIND_PREFIXES:
-        if raw.startswith(prefix):
-            return kind
-    return "eeg"
 
 
 def _read_table(path: Path) -> dict[str, np.ndarray]:
@@ -226,7 +184,7 @@ class Registry:
     # -- recordings ----------------------------------------------------------------------------------------
     def resolve(
         self,
-        recording_or_labels: Any,
+        recording_or_labels: RecordingLike | Sequence[str],
         layout: Layout | str | None = None,
         on_missing: OnMissing = "raise",
         *,
@@ -263,7 +221,10 @@ class Registry:
 
     def _row(self, ch: _Channel) -> MontageRow:
         match = self.canonical(ch.label)
-        row = MontageRow(index=ch.index, label=ch.label, kind=ch.kind, sfreq=ch.sfreq, match=match)
+        row = MontageRow(index=ch.index, label=ch.label, kind=ch.kind, sfreq=ch.sfreq, match=match, bad=ch.bad)
+        if ch.bad is not None:
+            row.reason = f"marked bad: {ch.bad}"
+            return row
         if ch.kind == "misc" and match.known:
             # "misc" means the reader could not tell; a label naming a known electrode (often through the user's
             # --aliases file) is EEG. Physiological and marker kinds are never promoted.
@@ -341,6 +302,13 @@ class Registry:
                 r.reason = f"{r.match.frame}-frame electrode; layout {layout.name} is {layout.frame}-frame"
         eligible = self._drop_duplicates(eligible)
         referential = {r.match.canonical: r for r in eligible if r.match.source != "bipolar"}
+        bad = {r.match.canonical: r for r in rows if r.bad is not None and r.match.canonical is not None}
+
+        def absent(electrode: str | None) -> str:
+            if electrode in bad:
+                return f"{bad[electrode].label!r} is marked bad ({bad[electrode].bad})"
+            return f"no channel for electrode {_display(electrode)}"
+
         bipolar = {(r.match.anode, r.match.cathode): r for r in eligible if r.match.source == "bipolar"}
 
         terms: list[list[tuple[int, float]]] = []
@@ -367,14 +335,14 @@ class Registry:
                             "is a true bipolar signal only if both share one reference"
                         )
                 else:
-                    absent = [e for e in (need.anode, need.cathode) if e not in referential]
-                    required.how = "no channel for electrode " + ", ".join(_display(e) for e in absent)
+                    required.how = "; ".join(absent(e) for e in (need.anode, need.cathode) if e not in referential)
             else:
                 if need.canonical in referential:
                     feeders = [(referential[need.canonical], 1.0)]
                     required.status, required.how = "present", f"file channel {referential[need.canonical].label!r}"
                 else:
-                    required.how = f"no referential channel for {_display(need.canonical)}"
+                    required.how = (absent(need.canonical) if need.canonical in bad
+                                    else f"no referential channel for {_display(need.canonical)}")
             required.file_channels = [r.index for r, _ in feeders]
             for r, _ in feeders:
                 r.used = True
@@ -472,17 +440,16 @@ class _Channel:
     label: str
     kind: str
     sfreq: float | None
+    bad: str | None = None  # why the recording's source marked it bad
 
 
-def _channels_of(source: Any, kinds: Sequence[str] | None, sfreqs: Sequence[float | None] | None):
-    if hasattr(source, "channels"):
-        channels = [
-            _Channel(int(c.index), str(c.label), str(c.kind), float(c.sfreq) if c.sfreq is not None else None)
-            for c in source.channels
-        ]
-        path = str(getattr(source, "path", "")) or None
-        return channels, path
-    if isinstance(source, (str, bytes)) or not isinstance(source, Sequence):
+def _channels_of(source: RecordingLike | Sequence[str], kinds: Sequence[str] | None,
+                 sfreqs: Sequence[float | None] | None) -> tuple[list[_Channel], str | None]:
+    if not isinstance(source, Sequence):
+        channels = [_Channel(c.index, c.label, c.kind, c.sfreq, source.bad_channels.get(c.index))
+                    for c in source.channels]
+        return channels, str(source.path)
+    if isinstance(source, (str, bytes)):
         raise TypeError("resolve() takes a Recording or a list of channel labels")
     labels = [str(x) for x in source]
     if kinds is not None and len(kinds) != len(labels):
@@ -490,7 +457,7 @@ def _channels_of(source: Any, kinds: Sequence[str] | None, sfreqs: Sequence[floa
     if sfreqs is not None and len(sfreqs) != len(labels):
         raise ValueError(f"{len(labels)} labels but {len(sfreqs)} sampling rates")
     channels = [
-        _Channel(i, label, kinds[i] if kinds is not None else guess_kind(label),
+        _Channel(i, label, kinds[i] if kinds is not None else kind_from_label(label),
                  float(sfreqs[i]) if sfreqs is not None and sfreqs[i] is not None else None)
         for i, label in enumerate(labels)
     ]
@@ -531,6 +498,7 @@ class MontageRow:
     reason: str = ""
     feeds: list[str] = field(default_factory=list)  # output channels built from this file channel
     promoted: bool = False  # the file's kind was "misc" and the name is a known electrode
+    bad: str | None = None  # marked bad by the recording's source (never used)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -548,6 +516,7 @@ class MontageRow:
             "reason": self.reason,
             "feeds": self.feeds,
             "kind_from_name": self.promoted,
+            "bad": self.bad,
         }
 
 
@@ -580,44 +549,37 @@ class Derivation:
         """Sorted file-channel indices the derivation reads (read exactly these from the recording)."""
         return sorted({i for term in self.terms for i, _ in term})
 
-    def apply(self, data_by_file_channel: Any, rows: Sequence[int] | None = None) -> np.ndarray:
-        """Build the (C, n) output.
-
-        ``data_by_file_channel`` is a mapping {file channel index: (n,) array}, or a 2-D array. A 2-D array is indexed
-        by file channel index, unless ``rows`` gives the file channel index of each of its rows (e.g. the array read
-        with ``recording.read(derivation.file_channels)`` and ``rows=derivation.file_channels``).
-        """
-        if isinstance(data_by_file_channel, Mapping):
-            def get(i: int) -> np.ndarray:
-                return np.asarray(data_by_file_channel[i])
-        else:
-            array = np.asarray(data_by_file_channel)
-            if array.ndim != 2:
-                raise ValueError(f"expected a 2-D (channels, samples) array, got shape {array.shape}")
-            position_of = {idx: k for k, idx in enumerate(rows)} if rows is not None else None
-            if rows is not None and len(rows) != array.shape[0]:
-                raise ValueError(f"{array.shape[0]} rows of data but {len(rows)} row indices")
-
-            def get(i: int) -> np.ndarray:
-                return array[position_of[i] if position_of is not None else i]
-
-        first = get(self.terms[0][0][0]) if self.terms and self.terms[0] else None
-        if first is None:
-            raise ValueError("empty derivation")
-        dtype = first.dtype if np.issubdtype(first.dtype, np.floating) else np.float64
-        out = np.empty((len(self.terms), first.shape[-1]), dtype=dtype)
+    def apply(self, data: np.ndarray, rows: Sequence[int] | None = None) -> np.ndarray:
+        """The (C, n) model channels from (len(rows), n) file-channel data: row k of ``data`` is file channel
+        ``rows[k]`` (default :attr:`file_channels`, i.e. ``recording.read(derivation.file_channels)``). The only
+        place a derivation is computed; bipolar rows are ``a − b`` exactly as upstream computes them."""
+        data = np.asarray(data)
+        rows = self.file_channels if rows is None else list(rows)
+        if data.ndim != 2 or data.shape[0] != len(rows):
+            raise ValueError(f"expected a ({len(rows)}, samples) array, got shape {data.shape}")
+        row_of = {channel: k for k, channel in enumerate(rows)}
+        dtype = data.dtype if np.issubdtype(data.dtype, np.floating) else np.float64
+        out = np.empty((len(self.terms), data.shape[-1]), dtype=dtype)
         for c, term in enumerate(self.terms):
             (i0, w0), rest = term[0], term[1:]
-            # a − b exactly as upstream computes bipolar rows (no multiply by 1.0 / −1.0 round trip).
-            out[c] = get(i0) if w0 == 1.0 else (-get(i0) if w0 == -1.0 else w0 * get(i0))
+            first = data[row_of[i0]]
+            out[c] = first if w0 == 1.0 else (-first if w0 == -1.0 else w0 * first)
             for i, w in rest:
                 if w == 1.0:
-                    out[c] += get(i)
+                    out[c] += data[row_of[i]]
                 elif w == -1.0:
-                    out[c] -= get(i)
+                    out[c] -= data[row_of[i]]
                 else:
-                    out[c] += w * get(i)
+                    out[c] += w * data[row_of[i]]
         return out
+
+    def reordered(self, names: Sequence[str]) -> Derivation:
+        """The same channels with their data rows in the order ``names``; positions stay in layout order. Only
+        upstream's TUH row order (``tuh_row_order: script``) uses this, to reproduce its row/position mismatch."""
+        index = {name.upper(): k for k, name in enumerate(self.channel_names)}
+        order = [index[name.upper()] for name in names]
+        return Derivation([self.channel_names[k] for k in order], self.positions, [self.terms[k] for k in order],
+                          self.sfreq, self.frame, self.layout)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -839,5 +801,5 @@ def bundled_checksums() -> dict[str, str]:
 
 __all__ = [
     "NameMatch", "Registry", "Layout", "MontageRow", "RequiredChannel", "Derivation", "MontageReport",
-    "load_registry", "get_layout", "list_layouts", "normalise_label", "guess_kind", "bundled_checksums",
+    "load_registry", "get_layout", "list_layouts", "bundled_checksums",
 ]

@@ -46,15 +46,25 @@ import os
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from enum import StrEnum
 from typing import Any, Literal
 
 import numpy as np
 
-from lumamba_cli.errors import BadInputError
+from lumamba_cli.errors import MontageError
+from lumamba_cli.montage import Derivation, MontageReport, Registry, get_layout
 from lumamba_cli.recipes import Recipe
+from lumamba_cli.recording import RecordingLike
 
-Mode = Literal["auto", "whole", "chunked"]
+
+class Mode(StrEnum):
+    """How a contiguous segment is preprocessed (see the module docstring)."""
+
+    auto = "auto"
+    whole = "whole"
+    chunked = "chunked"
+
 
 # A segment longer than this is processed in chunks by mode="auto" (≈ 1 h keeps a 22-channel float64 segment at
 # 256 Hz under ~0.7 GB including MNE's FFT work arrays).
@@ -82,6 +92,36 @@ CHUNKED_DEVIATION_NOTE = (
 )
 
 
+@dataclass(frozen=True)
+class PreprocessPolicy:
+    """How recordings are preprocessed: the mode and its chunking. A head records the policy it was trained with,
+    so screening and evaluation apply the same one."""
+
+    mode: Mode = Mode.auto
+    chunk_s: float = DEFAULT_CHUNK_S
+    chunk_threshold_s: float = DEFAULT_CHUNK_THRESHOLD_S
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "mode", Mode(self.mode))  # a plain "whole" from JSON or a caller is the same value
+
+    def to_json(self) -> dict[str, Any]:
+        return {"mode": self.mode.value, "chunk_s": float(self.chunk_s), "chunk_threshold_s": float(self.chunk_threshold_s)}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any] | None) -> PreprocessPolicy | None:
+        """The policy a head's metadata records, or None when it records none (heads written before policies)."""
+        if not data or "mode" not in data:
+            return None
+        return cls(Mode(data["mode"]), float(data.get("chunk_s", DEFAULT_CHUNK_S)),
+                   float(data.get("chunk_threshold_s", DEFAULT_CHUNK_THRESHOLD_S)))
+
+    def mode_for(self, n_samples: int, sfreq: float) -> Literal["whole", "chunked"]:
+        """The mode one segment of ``n_samples`` at ``sfreq`` gets."""
+        if self.mode is Mode.auto:
+            return "chunked" if n_samples / sfreq > self.chunk_threshold_s else "whole"
+        return self.mode.value
+
+
 @dataclass
 class WindowBlock:
     """Consecutive windows of one segment, filtered and resampled, **not** z-scored."""
@@ -91,9 +131,9 @@ class WindowBlock:
     segment: np.ndarray  # (N,) int64 index into recording.segments
     sfreq: float
     mode: Literal["whole", "chunked"]
-    channel_names: list[str] = field(default_factory=list)
-    positions: np.ndarray | None = None  # (C, 3) float32, metres, paired row by row with data
-    eps: float = 1e-8  # the recipe's z-score eps in µV
+    channel_names: list[str]  # the data's rows (the recipe may reorder them: TUH script order)
+    positions: np.ndarray  # (C, 3) float32, metres, paired row by row with data
+    eps: float  # the recipe's z-score eps in µV
 
     def __len__(self) -> int:
         return int(self.data.shape[0])
@@ -115,10 +155,6 @@ def zscore(x: np.ndarray, eps: float = 1e-8) -> np.ndarray:
     mean = x32.mean(axis=-1, keepdims=True, dtype=np.float32)
     std = x32.std(axis=-1, ddof=1, keepdims=True, dtype=np.float32)
     return ((x32 - mean) / (std + np.float32(eps))).astype(np.float32, copy=False)
-
-
-def recipe_eps_uv(recipe: Recipe) -> float:
-    return recipe.normalisation.eps_uv if recipe.normalisation is not None else 1e-8
 
 
 # -- the MNE calls, on arrays ---------------------------------------------------------------------------------------
@@ -220,23 +256,6 @@ def filter_length(sfreq: float, recipe: Recipe) -> int:
     return taps
 
 
-def _derive(data: np.ndarray, terms: Sequence[Sequence[tuple[int, float]]], rows: Sequence[int]) -> np.ndarray:
-    """Model channels from the processed file channels: ``a − b`` for bipolar rows, as upstream computes them."""
-    position = {ch: k for k, ch in enumerate(rows)}
-    out = np.empty((len(terms), data.shape[-1]), dtype=data.dtype)
-    for c, term in enumerate(terms):
-        (i0, w0), rest = term[0], term[1:]
-        out[c] = data[position[i0]] if w0 == 1.0 else w0 * data[position[i0]]
-        for i, w in rest:
-            if w == -1.0:
-                out[c] -= data[position[i]]
-            elif w == 1.0:
-                out[c] += data[position[i]]
-            else:
-                out[c] += w * data[position[i]]
-    return out
-
-
 def window_starts(n_samples: int, window: int, step: int) -> np.ndarray:
     """First sample of every complete window (``⌊(n − w)/step⌋ + 1`` of them, remainder dropped)."""
     if n_samples < window:
@@ -252,47 +271,37 @@ def cut_windows(data: np.ndarray, window: int, step: int) -> np.ndarray:
     return view.transpose(1, 0, 2)
 
 
-def _natural_terms(n_rows: int) -> list[list[tuple[int, float]]]:
-    return [[(i, 1.0)] for i in range(n_rows)]
-
-
-def preprocess_array(
-    data_uv: np.ndarray,
-    sfreq: float,
-    recipe: Recipe,
-    terms: Sequence[Sequence[tuple[int, float]]] | None = None,
-    rows: Sequence[int] | None = None,
-) -> np.ndarray:
+def preprocess_array(data_uv: np.ndarray, sfreq: float, recipe: Recipe,
+                     derivation: Derivation | None = None) -> np.ndarray:
     """One contiguous segment, processed whole: (file channels, n) µV → (N, C, T) float64 windows in µV.
 
-    ``terms`` says how each output channel is built from the rows of ``data_uv`` (default: one row each);
-    ``rows`` gives the file-channel index of each row when ``terms`` use file-channel indices.
+    Row k of ``data_uv`` is file channel ``derivation.file_channels[k]``; without a derivation each row is one
+    output channel.
     """
     data = np.array(data_uv, dtype=np.float64, order="C", copy=True)
-    rows = list(range(data.shape[0])) if rows is None else list(rows)
-    terms = _natural_terms(data.shape[0]) if terms is None else terms
     if recipe.filter_scope == "per_window":
-        return _per_window(data, sfreq, recipe, terms, rows)
+        return _per_window(data, sfreq, recipe, derivation)
     bandpass(data, sfreq, recipe)
     notch(data, sfreq, recipe)
     data = resample_whole(data, sfreq, recipe)
     fs = output_sfreq(sfreq, recipe)
-    derived = _derive(data, terms, rows)
+    derived = derivation.apply(data) if derivation is not None else data
     return cut_windows(derived, recipe.window_samples(fs), recipe.step_samples(fs))
 
 
-def _per_window(data: np.ndarray, sfreq: float, recipe: Recipe, terms: Any, rows: list[int]) -> np.ndarray:
+def _per_window(data: np.ndarray, sfreq: float, recipe: Recipe, derivation: Derivation | None) -> np.ndarray:
     """Upstream APAVA: cut native-rate windows first, then filter (and resample) each window on its own."""
     native_w, native_step = recipe.window_samples(sfreq), recipe.step_samples(sfreq)
     native = cut_windows(data, native_w, native_step)
     fs = output_sfreq(sfreq, recipe)
-    out = np.empty((native.shape[0], len(terms), recipe.window_samples(fs)))
+    n_out = len(derivation.terms) if derivation is not None else data.shape[0]
+    out = np.empty((native.shape[0], n_out, recipe.window_samples(fs)))
     for k, window in enumerate(native):
         w = np.array(window, dtype=np.float64, order="C")
         bandpass(w, sfreq, recipe)
         notch(w, sfreq, recipe)
         w = resample_whole(w, sfreq, recipe)
-        out[k] = _derive(w, terms, rows)[:, : out.shape[-1]]
+        out[k] = (derivation.apply(w) if derivation is not None else w)[:, : out.shape[-1]]
     return out
 
 
@@ -369,7 +378,8 @@ def _bandlimited_at(x: np.ndarray, t0: float, dt: float, count: int, keep_ratio:
 
 
 def _iter_chunked_segment(
-    read: Any, n: int, sfreq: float, recipe: Recipe, terms: Any, rows: list[int], chunk_s: float
+    read: Callable[[int, int], np.ndarray], n: int, sfreq: float, recipe: Recipe, derivation: Derivation,
+    chunk_s: float,
 ) -> Iterator[tuple[np.ndarray, int]]:
     """Yield (derived output samples (C, m), first output index) for one segment, chunk by chunk."""
     margin_filter = filter_length(sfreq, recipe)  # ≥ both half-lengths, summed, with room to spare
@@ -384,7 +394,7 @@ def _iter_chunked_segment(
         bandpass(x, sfreq, recipe)
         notch(x, sfreq, recipe)
         if grid is None:
-            yield _derive(x[:, a - lo : b - lo], terms, rows), a
+            yield derivation.apply(x[:, a - lo : b - lo]), a
             continue
         # the first/last output samples may sit a fraction of a sample outside [0, n): they belong to the end chunks
         j0 = grid.first_at_or_after(a) if a > 0 else 0
@@ -407,77 +417,105 @@ def _iter_chunked_segment(
         dt = grid.padded / grid.new_len
         keep = min(1.0, grid.new_len / grid.padded)
         y = _bandlimited_at(xp, t0, dt, j1 - j0, keep)
-        yield _derive(y, terms, rows), j0
+        yield derivation.apply(y), j0
 
 
 # -- the pipeline on a recording ------------------------------------------------------------------------------------
 
 
-def _segment_bounds(recording: Any, channel: Any) -> list[tuple[int, float, int, int]]:
+@dataclass
+class TaskInput:
+    """A recording made ready for one recipe: how its channels build the recipe's layout, and whether they can.
+
+    :func:`prepare` is the one chain from a recording to model windows, used by ``screen``, the training window
+    cache, ``embed`` and ``montage check``; :meth:`require` is the one place a task that cannot be built is refused.
+    """
+
+    recording: RecordingLike
+    recipe: Recipe
+    montage: MontageReport
+    policy: PreprocessPolicy
+    problem: str | None  # why the recipe cannot be built from this recording; None when it can
+    names_missing: bool  # the problem is channels the file may name differently (an --aliases file can help)
+
+    @property
+    def usable(self) -> bool:
+        return self.problem is None
+
+    def require(self) -> Derivation:
+        """The derivation, or :class:`MontageError` naming the file and what is missing."""
+        if self.problem is not None or self.montage.derivation is None:
+            raise MontageError(self.problem or self.montage.verdict, path=self.recording.path,
+                               hint="add an alias with --aliases FILE if the file names them differently"
+                               if self.names_missing else None)
+        return self.montage.derivation
+
+    def windows(self, *, block_windows: int = DEFAULT_BLOCK_WINDOWS,
+                on_skip: Callable[[str], None] | None = None) -> Iterator[WindowBlock]:
+        return iter_windows(self.recording, self.recipe, self.require(), policy=self.policy,
+                            block_windows=block_windows, on_skip=on_skip)
+
+
+def prepare(recording: RecordingLike, recipe: Recipe, registry: Registry,
+            policy: PreprocessPolicy = PreprocessPolicy()) -> TaskInput:
+    """Resolve ``recording`` against ``recipe``'s layout (every EEG channel with a position when the recipe has
+    none) and check that the recipe's filters can run at the channels' native rate."""
+    layout = get_layout(recipe.layout, registry=registry) if recipe.layout is not None else None
+    montage = registry.resolve(recording, layout, on_missing="ignore")
+    problem, names_missing = None, False
+    if not montage.usable or montage.derivation is None:
+        problem = montage.verdict
+        names_missing = layout is None or bool(montage.missing)
+    elif montage.derivation.sfreq is not None:
+        rate_problem = recipe.native_rate_problem(float(montage.derivation.sfreq))
+        if rate_problem:
+            problem = f"not usable for {recipe.id}: {rate_problem}"
+    return TaskInput(recording, recipe, montage, policy, problem, names_missing)
+
+
+def _segment_bounds(recording: RecordingLike, sfreq: float, n_samples: int) -> list[tuple[int, float, int, int]]:
     """(segment index, true onset s, first stored sample, sample count) per contiguous segment."""
     bounds = []
     for index, seg in enumerate(recording.segments):
-        first = int(round(seg.data_start_s * channel.sfreq))
-        count = min(int(round(seg.duration_s * channel.sfreq)), channel.n_samples - first)
+        first = int(round(seg.data_start_s * sfreq))
+        count = min(int(round(seg.duration_s * sfreq)), n_samples - first)
         bounds.append((index, float(seg.onset_s), first, count))
     return bounds
 
 
-def _row_permutation(recipe: Recipe, names: list[str]) -> list[int] | None:
-    """Upstream TUH row order (``tuh_row_order: script``): data rows in script order, positions left as they are."""
-    if recipe.tuh_row_order != "script" or not recipe.row_order_script:
-        return None
-    index = {name.upper(): k for k, name in enumerate(names)}
-    return [index[name.upper()] for name in recipe.row_order_script]
-
-
-def choose_mode(n_samples: int, sfreq: float, mode: Mode, chunk_threshold_s: float) -> Literal["whole", "chunked"]:
-    if mode == "auto":
-        return "chunked" if n_samples / sfreq > chunk_threshold_s else "whole"
-    if mode not in ("whole", "chunked"):
-        raise ValueError(f"mode must be 'auto', 'whole' or 'chunked', not {mode!r}")
-    return mode
-
-
 def iter_windows(
-    recording: Any,
+    recording: RecordingLike,
     recipe: Recipe,
-    derivation: Any,
+    derivation: Derivation,
     *,
-    mode: Mode = "auto",
-    chunk_s: float = DEFAULT_CHUNK_S,
-    chunk_threshold_s: float = DEFAULT_CHUNK_THRESHOLD_S,
+    policy: PreprocessPolicy = PreprocessPolicy(),
     block_windows: int = DEFAULT_BLOCK_WINDOWS,
     on_skip: Callable[[str], None] | None = None,
 ) -> Iterator[WindowBlock]:
     """Yield the recipe's windows of ``recording`` as :class:`WindowBlock` s, segment by segment.
 
-    No window crosses a segment boundary. ``mode="auto"`` processes a segment whole unless it is longer than
-    ``chunk_threshold_s``; force ``"whole"`` or ``"chunked"`` to make training and screening use the same one.
-    A segment shorter than one window gives no window; ``on_skip`` receives one line saying so (default: a
-    ``UserWarning``), so a report can state it rather than silently cover less of the recording.
+    No window crosses a segment boundary. A segment shorter than one window gives no window; ``on_skip`` receives
+    one line saying so (default: a ``UserWarning``), so a report can state it rather than silently cover less of
+    the recording. Production code reaches this through :meth:`TaskInput.windows`, which has checked the rate.
     """
     if on_skip is None:
         def on_skip(message: str) -> None:
             warnings.warn(message, UserWarning, stacklevel=3)
 
-    rows = list(derivation.file_channels)
-    terms = derivation.terms
+    if recipe.tuh_row_order == "script" and recipe.row_order_script:
+        # data rows in script order, positions left in layout order: upstream's mismatch on purpose (spec Q-TUH)
+        derivation = derivation.reordered(recipe.row_order_script)
     names = list(derivation.channel_names)
     positions = np.asarray(derivation.positions, dtype=np.float32)
-    perm = _row_permutation(recipe, names)
-    if perm is not None:
-        terms = [terms[k] for k in perm]
-        names = [names[k] for k in perm]
-        # positions stay in layout order: this reproduces upstream's mismatch on purpose (spec Q-TUH)
+    rows = derivation.file_channels
     channel = recording.channels[rows[0]]
     sfreq = float(channel.sfreq)
     problem = recipe.native_rate_problem(sfreq)
     if problem:
-        raise BadInputError(problem, path=getattr(recording, "path", None))
+        raise ValueError(f"{recording.path}: {problem} (use prepare(), which refuses such recordings)")
     fs = output_sfreq(sfreq, recipe)
     window, step = recipe.window_samples(fs), recipe.step_samples(fs)
-    eps = recipe_eps_uv(recipe)
+    eps = recipe.normalisation.eps_uv if recipe.normalisation is not None else 1e-8
 
     def block(data: np.ndarray, starts: np.ndarray, seg_index: int, onset: float, used: str) -> WindowBlock:
         return WindowBlock(
@@ -487,14 +525,14 @@ def iter_windows(
             sfreq=fs, mode=used, channel_names=names, positions=positions, eps=eps,
         )
 
-    for seg_index, onset, first, count in _segment_bounds(recording, channel):
+    for seg_index, onset, first, count in _segment_bounds(recording, sfreq, channel.n_samples):
         if count < int(round(recipe.window_s * sfreq)):
             on_skip(
-                f"{getattr(recording, 'path', 'recording')}: segment {seg_index} at {onset:.3f} s lasts "
-                f"{max(count, 0) / sfreq:.3f} s, shorter than one {recipe.window_s:g}-s window: no window from it"
+                f"{recording.path}: segment {seg_index} at {onset:.3f} s lasts {max(count, 0) / sfreq:.3f} s, "
+                f"shorter than one {recipe.window_s:g}-s window: no window from it"
             )
             continue
-        used = choose_mode(count, sfreq, mode, chunk_threshold_s)
+        used = policy.mode_for(count, sfreq)
         if recipe.filter_scope == "per_window":
             used = "whole"  # each window is filtered alone anyway
 
@@ -502,19 +540,19 @@ def iter_windows(
             return recording.read(rows, (first + lo) / sfreq, (first + hi) / sfreq)
 
         if used == "whole":
-            windows = preprocess_array(read(0, count), sfreq, recipe, terms, rows)
+            windows = preprocess_array(read(0, count), sfreq, recipe, derivation)
             starts = np.arange(len(windows), dtype=np.int64) * step
             for k in range(0, len(windows), block_windows):
                 yield block(windows[k : k + block_windows], starts[k : k + block_windows], seg_index, onset, used)
             continue
 
         # chunked: keep a rolling buffer of derived output samples and cut windows from it as they complete
-        buffer = np.zeros((len(terms), 0))
+        buffer = np.zeros((len(names), 0))
         buffer_start = 0  # output sample index of buffer[:, 0]
         next_window = 0  # output sample index where the next window starts
         pending: list[np.ndarray] = []
         pending_starts: list[int] = []
-        for piece, piece_start in _iter_chunked_segment(read, count, sfreq, recipe, terms, rows, chunk_s):
+        for piece, piece_start in _iter_chunked_segment(read, count, sfreq, recipe, derivation, policy.chunk_s):
             if piece_start != buffer_start + buffer.shape[1]:
                 raise AssertionError("chunked resampler produced non-contiguous output")
             buffer = np.concatenate([buffer, piece], axis=1)

@@ -18,7 +18,7 @@ report can flag (not silently score) them. Metrics, per window and channel:
     ``muscle_ratio`` it is **muscle** (EMG).
 
 A window passes (``qc_pass``) when at most ``max_bad_channel_fraction`` of its channels carry a flag; ``qc_flags``
-names each flag with its channel count, e.g. ``"flat 2/21; line_noise 21/21"``.
+names each flag with its channel count, e.g. ``["flat 2/21", "line_noise 21/21"]``.
 
 Default thresholds were chosen on real recordings and synthetic faults (``tests/test_qc.py``); they are
 deliberately lenient: a flag means "look at this", not "this is bad EEG". On the clinical absence recording in
@@ -33,14 +33,18 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from lumamba_cli.errors import BadInputError, UsageError
+from lumamba_cli.channels import ChannelInfo
+from lumamba_cli.errors import MontageError, UsageError
+from lumamba_cli.recording import RecordingLike
 
 FLAG_NAMES = ("flat", "clipping", "extreme", "line_noise", "muscle")
+# A spectrum and a standard deviation need a few samples per window; slower EEG cannot be checked.
+MIN_WINDOW_SAMPLES = 8
 
 
 class QCThresholds(BaseModel):
@@ -75,6 +79,17 @@ class QCThresholds(BaseModel):
             raise UsageError(f"invalid QC thresholds: {str(exc).splitlines()[0]}", path=path) from exc
 
 
+@dataclass(frozen=True)
+class QCWindow:
+    """The verdict on one window: whether it passes, each flag with its channel count, the flagged channels."""
+
+    start_s: float
+    segment: int
+    passed: bool
+    flags: list[str]  # e.g. ["flat 2/21", "muscle 7/21"]; empty when clean
+    bad_channels: dict[str, list[str]]  # flag → channel names
+
+
 @dataclass
 class QCBlock:
     """QC of consecutive windows of one segment."""
@@ -85,27 +100,19 @@ class QCBlock:
     metrics: dict[str, np.ndarray]  # name → (N, C)
     flags: dict[str, np.ndarray]  # flag name → (N, C) bool
     qc_pass: np.ndarray  # (N,) bool
-    qc_flags: list[str]  # per window, "" when clean
+    qc_flags: list[list[str]]  # per window
     mains_hz: float | None
     window_s: float
 
     def __len__(self) -> int:
         return int(self.start_s.shape[0])
 
-    def rows(self) -> list[dict[str, Any]]:
-        """One dict per window (for CSV/JSON reports): pass/fail, flags, and the flagged channels by name."""
+    def windows(self) -> list[QCWindow]:
         out = []
         for k in range(len(self)):
             bad = {name: [self.channel_names[c] for c in np.flatnonzero(self.flags[name][k])] for name in FLAG_NAMES}
-            out.append(
-                {
-                    "start_s": float(self.start_s[k]),
-                    "segment": int(self.segment[k]),
-                    "qc_pass": bool(self.qc_pass[k]),
-                    "qc_flags": self.qc_flags[k],
-                    "bad_channels": {n: chs for n, chs in bad.items() if chs},
-                }
-            )
+            out.append(QCWindow(float(self.start_s[k]), int(self.segment[k]), bool(self.qc_pass[k]),
+                                list(self.qc_flags[k]), {n: chs for n, chs in bad.items() if chs}))
         return out
 
 
@@ -185,24 +192,27 @@ def flag(metrics: dict[str, np.ndarray], thresholds: QCThresholds) -> dict[str, 
     }
 
 
-def summarise(flags: dict[str, np.ndarray], thresholds: QCThresholds) -> tuple[np.ndarray, list[str]]:
+def summarise(flags: dict[str, np.ndarray], thresholds: QCThresholds) -> tuple[np.ndarray, list[list[str]]]:
     n_windows, n_channels = next(iter(flags.values())).shape
     any_flag = np.zeros((n_windows, n_channels), dtype=bool)
     for value in flags.values():
         any_flag |= value
     qc_pass = any_flag.sum(axis=1) <= thresholds.max_bad_channel_fraction * n_channels
-    texts = []
-    for k in range(n_windows):
-        parts = [f"{name} {int(flags[name][k].sum())}/{n_channels}" for name in FLAG_NAMES if flags[name][k].any()]
-        texts.append("; ".join(parts))
+    texts = [[f"{name} {int(flags[name][k].sum())}/{n_channels}" for name in FLAG_NAMES if flags[name][k].any()]
+             for k in range(n_windows)]
     return qc_pass, texts
 
 
-def clip_limits(channels: Sequence[Any]) -> tuple[np.ndarray, np.ndarray]:
+def clip_limits(channels: Sequence[ChannelInfo]) -> tuple[np.ndarray, np.ndarray]:
     """Per channel, the µV values at which samples count as clipped: the physical range, less half a digital step
-    (the header's physical extremes map to the digital extremes; inverted ranges are allowed)."""
+    (the header's physical extremes map to the digital extremes; inverted ranges are allowed). A channel without
+    a bounded range (data held in memory) never counts as clipped."""
     lows, highs = [], []
     for ch in channels:
+        if not (np.isfinite(ch.physical_min) and np.isfinite(ch.physical_max)):
+            lows.append(-np.inf)
+            highs.append(np.inf)
+            continue
         scale = ch.to_uv if ch.to_uv is not None else 1.0
         lo, hi = sorted((ch.physical_min * scale, ch.physical_max * scale))
         steps = max(abs(ch.digital_max - ch.digital_min), 1)
@@ -221,7 +231,7 @@ def qc_array(
     window_s: float = 5.0,
     thresholds: QCThresholds | None = None,
     mains_hz: float | None | Literal["auto"] = "auto",
-) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], np.ndarray, list[str], float | None]:
+) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], np.ndarray, list[list[str]], float | None]:
     """QC of one contiguous (C, n) µV array cut into non-overlapping windows (remainder dropped)."""
     thresholds = thresholds or QCThresholds()
     w = int(round(window_s * sfreq))
@@ -237,18 +247,20 @@ def qc_array(
     return metrics, flags, qc_pass, texts, mains_hz
 
 
-def eeg_channels(recording: Any) -> list[int]:
-    """The EEG channels QC looks at: every EEG channel at the most common EEG rate."""
-    eeg = [c for c in recording.channels if c.kind == "eeg" and c.to_uv is not None]
+def eeg_channels(recording: RecordingLike) -> list[int]:
+    """The EEG channels QC looks at: every EEG channel with a µV scale, not marked bad, at the most common EEG
+    rate; refused (exit 4, as ``montage check``) when there is none."""
+    eeg = [c for c in recording.channels
+           if c.kind == "eeg" and c.to_uv is not None and c.index not in recording.bad_channels]
     if not eeg:
-        raise BadInputError("no EEG channel with a known unit to check", path=recording.path)
+        raise MontageError("no EEG channel with a known unit to check", path=recording.path)
     rates = [c.sfreq for c in eeg]
     common = max(set(rates), key=rates.count)
     return [c.index for c in eeg if c.sfreq == common]
 
 
 def iter_qc(
-    recording: Any,
+    recording: RecordingLike,
     channels: Sequence[int] | None = None,
     *,
     window_s: float | None = None,
@@ -271,6 +283,9 @@ def iter_qc(
     clip_low, clip_high = clip_limits(infos)
     names = [c.label for c in infos]
     w = int(round(window_s * sfreq))
+    if w < MIN_WINDOW_SAMPLES:
+        raise MontageError(f"EEG sampled at {sfreq:g} Hz: a {window_s:g}-s window holds {w} samples, too few for a "
+                           f"quality check (at least {MIN_WINDOW_SAMPLES})", path=recording.path)
     per_chunk = max(1, int(chunk_s // window_s)) * w
     mains: float | None | Literal["auto"] = "auto" if thresholds.mains_hz == "auto" else float(thresholds.mains_hz)
     for seg_index, seg in enumerate(recording.segments):

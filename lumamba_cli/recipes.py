@@ -170,6 +170,22 @@ class Recipe(_Strict):
         """First 16 hex digits of sha256 of the canonical JSON: changes whenever any field does."""
         return hashlib.sha256(self.canonical_json().encode()).hexdigest()[:16]
 
+    @property
+    def label_classes(self) -> int:
+        """Classes a single label takes: the label count for bc/mcc, 2 for mc (artifact or not, per channel), the
+        per-channel codes for mmc."""
+        if self.classification_type == "mc":
+            return 2
+        if self.classification_type == "mmc":
+            return self.num_classes
+        return len(self.labels)
+
+    @property
+    def class_names(self) -> list[str]:
+        """Names of the classes a single label takes (metrics, confusion matrices): for mc the 22 labels are
+        channels, and each channel's decision is artifact / no artifact."""
+        return ["no artifact", "artifact"] if self.classification_type == "mc" else list(self.labels)
+
     def window_samples(self, sfreq: float) -> int:
         return int(round(self.window_s * sfreq))
 

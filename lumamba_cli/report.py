@@ -10,9 +10,7 @@ from __future__ import annotations
 import csv
 import datetime as _dt
 import io
-import json
 import math
-import os
 import platform
 from dataclasses import dataclass, field
 from importlib import metadata
@@ -20,8 +18,8 @@ from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 from lumamba_cli import DISCLAIMER, __version__
-from lumamba_cli.fileio import TMP_SUFFIX, atomic_write_bytes, json_default
-from lumamba_cli.fileio import sha256_file  # noqa: F401  (screen.py and benchmarks import it from here)
+from lumamba_cli.fileio import atomic_write_bytes, write_json
+from lumamba_cli.recording import RecordingLike
 
 SCHEMA_VERSION = "1.0"
 # Probabilities are rounded so that reports do not depend on the last float32 bits of a BLAS kernel.
@@ -30,42 +28,6 @@ QC_TASK = "qc"
 
 
 # --------------------------------------------------------------------------------------------------- files
-
-
-# A module-level name, not a direct call of atomic_write_bytes: batch tests import it from here, and
-# write_csv/write_json look it up at call time so that a test can replace it with one that crashes mid-write.
-atomic_write = atomic_write_bytes
-
-
-def sweep_temporaries(folder: str | Path) -> list[Path]:
-    """Delete temporary files that a killed lumamba process left in ``folder`` (their writer pid is gone)."""
-    removed = []
-    folder = Path(folder)
-    if not folder.is_dir():
-        return removed
-    for candidate in folder.rglob(f".*{TMP_SUFFIX}"):
-        parts = candidate.name[: -len(TMP_SUFFIX)].split(".")
-        pid = next((int(p) for p in reversed(parts[:-1]) if p.isdigit()), None)
-        if pid is not None and pid != os.getpid() and _pid_alive(pid):
-            continue
-        try:
-            candidate.unlink()
-            removed.append(candidate)
-        except OSError:
-            pass
-    return removed
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    except OSError:
-        return False
-    return True
 
 
 def output_names(stem: str, task: str) -> tuple[str, str]:
@@ -86,12 +48,17 @@ class WindowRow:
     end_s: float
     segment: int = 0
     probabilities: dict[str, float] | None = None
-    label: str | None = None
+    predicted: list[str] = field(default_factory=list)  # output names predicted (one class, or positive outputs)
     qc_pass: bool = True
     qc_flags: list[str] = field(default_factory=list)
     qc_bad_channels: dict[str, list[str]] = field(default_factory=dict)  # flag → channels (JSON only)
     excluded: bool = False
     excluded_reason: str | None = None
+
+    @property
+    def label(self) -> str | None:
+        """The predicted outputs as the report writes them: one class, or the positive outputs joined by ';'."""
+        return ";".join(self.predicted) if self.predicted else (None if self.probabilities is None else "")
 
     def clock(self, start_time: _dt.datetime | None) -> str | None:
         if start_time is None:
@@ -126,14 +93,6 @@ def _longest_run(flags: Sequence[bool], rows: Sequence[WindowRow]) -> tuple[int,
             run_n = 0
         prev = row
     return best_n, round(best_s, 6)
-
-
-def _predicted_names(label: str | None) -> set[str]:
-    """Output names a window's predicted label stands for: one class (bc/mcc), the positive channels of an mc
-    head ("FP1-F7;T3-T5"), or channel=class pairs of an mmc head, which name the output "channel:class"."""
-    if not label:
-        return set()
-    return {part.replace("=", ":") for part in label.split(";")} | {label}
 
 
 def summarise(
@@ -171,7 +130,7 @@ def summarise(
             "fraction_above_threshold": round(sum(above) / len(values), PROBABILITY_DECIMALS) if values else None,
             "longest_run_windows": run_n,
             "longest_run_s": run_s,
-            "predicted": sum(1 for row in used if label in _predicted_names(row.label)),
+            "predicted": sum(1 for row in used if label in row.predicted),
         }
         summary["classes"].append(entry)
         if label == positive_label:
@@ -275,14 +234,12 @@ def csv_bytes(rows: Sequence[WindowRow], labels: Sequence[str] | None, start_tim
 
 def write_csv(path: str | Path, rows: Sequence[WindowRow], labels: Sequence[str] | None,
               start_time: _dt.datetime | None = None) -> Path:
-    atomic_write(path, csv_bytes(rows, labels, start_time))
+    atomic_write_bytes(path, csv_bytes(rows, labels, start_time))
     return Path(path)
 
 
-def write_json(path: str | Path, report: dict[str, Any]) -> Path:
-    text = json.dumps(report, indent=1, ensure_ascii=False, default=json_default, allow_nan=False)
-    atomic_write(path, (text + "\n").encode("utf-8"))
-    return Path(path)
+def write_report(path: str | Path, report: dict[str, Any]) -> Path:
+    return write_json(path, report, indent=1)
 
 
 # ------------------------------------------------------------------------------------------------- schemas
@@ -492,12 +449,12 @@ def json_schema(kind: str = "report") -> dict[str, Any]:
     raise ValueError(f"unknown schema kind {kind!r} (report or manifest)")
 
 
-def input_summary(recording: Any, sha256: str) -> dict[str, Any]:
-    """The ``input`` block of a report from an open :class:`~lumamba_cli.recording.Recording`."""
-    start = getattr(recording, "start_time", None)
+def input_summary(recording: RecordingLike, sha256: str) -> dict[str, Any]:
+    """The ``input`` block of a report from an open recording."""
+    start = recording.start_time
     return {
-        "path": str(Path(recording.path).resolve()),
-        "size": int(getattr(recording, "file_size", None) or os.path.getsize(recording.path)),
+        "path": str(Path(recording.path).resolve()) if recording.path.exists() else str(recording.path),
+        "size": recording.file_size,
         "sha256": sha256,
         "header": {
             "format": str(recording.file_format),
@@ -510,6 +467,6 @@ def input_summary(recording: Any, sha256: str) -> dict[str, Any]:
                  "duration_s": float(seg.duration_s)}
                 for seg in recording.segments
             ],
-            "warnings": [str(w) for w in getattr(recording, "warnings", [])],
+            "warnings": list(recording.warnings),
         },
     }

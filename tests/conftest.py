@@ -7,6 +7,10 @@ from pathlib import Path
 
 import pytest
 
+# rich wraps stderr at the console width (80 without a terminal): wide enough that no line the tests read wraps.
+# Set before lumamba_cli.console builds its console.
+os.environ["COLUMNS"] = "400"
+
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("LUMAMBA_SHARED", REPO.parent / "shared"))
 DATA = SHARED / "data"

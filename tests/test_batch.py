@@ -13,7 +13,8 @@ import pytest
 
 from lumamba_cli.batch import FileResult, Manifest, find_recordings, run_batch
 from lumamba_cli.errors import BadInputError
-from lumamba_cli.report import atomic_write, json_schema
+from lumamba_cli.fileio import atomic_write_bytes as atomic_write
+from lumamba_cli.report import json_schema
 
 
 def _touch(path: Path, data: bytes = b"x") -> Path:

@@ -11,7 +11,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from lumamba_cli.errors import WeightsError
-from lumamba_cli.model import LuMamba, LuMambaConfig
+from lumamba_cli.model import LuMamba, LuMambaConfig, load_model
 from lumamba_cli.model.checkpoint import (
     HeadMetadata,
     check_official_layout,
@@ -52,7 +52,7 @@ def test_official_layout_is_byte_exact_and_loads(official_file, official_state):
     assert os.path.getsize(official_file) == OFFICIAL_FILE_BYTES
     assert len(official_state) == 142
     check_official_layout(official_file)
-    model = LuMamba.from_checkpoint(official_file)
+    model = load_model(official_file)
     assert model.config.num_classes == 0 and not model.training
     for key, value in model.state_dict().items():
         assert torch.equal(value, official_state["model." + key]), key
@@ -106,7 +106,7 @@ def test_incomplete_or_foreign_files_are_refused(official_state, tmp_path, how):
     path = tmp_path / f"{how}.safetensors"
     save_file(state, str(path))
     with pytest.raises(WeightsError, match=named.replace(".", r"\.")) as refused:
-        LuMamba.from_checkpoint(path)
+        load_model(path)
     assert str(path) in str(refused.value)
     with pytest.raises(WeightsError):
         check_official_layout(path)
@@ -132,7 +132,7 @@ def test_lightning_ckpt_through_weights_only(official_state, tmp_path):
     state = load_official_encoder(path)
     assert len(state) == 142
     assert torch.equal(state["mask_token"], official_state["model.mask_token"])
-    model = LuMamba.from_checkpoint(path)
+    model = load_model(path)
     assert model.config.head == "reconstruction"
 
 
@@ -147,16 +147,16 @@ def test_garbage_and_missing_files(tmp_path):
     path = tmp_path / "junk.safetensors"
     path.write_bytes(b"not weights at all")
     with pytest.raises(WeightsError):
-        LuMamba.from_checkpoint(path)
+        load_model(path)
     with pytest.raises(WeightsError, match="not found"):
-        LuMamba.from_checkpoint(tmp_path / "absent.safetensors")
+        load_model(tmp_path / "absent.safetensors")
 
 
 def test_classification_config_needs_a_head(official_file):
     config = LuMambaConfig.tiny(num_classes=2)
     with pytest.raises(WeightsError, match="classifier"):
-        LuMamba.from_checkpoint(official_file, config)
-    model = LuMamba.from_checkpoint(official_file, config, allow_new_head=True)
+        load_model(official_file, config)
+    model = load_model(official_file, config, allow_new_head=True)
     encoder = load_official_encoder(official_file, reconstruction=False)
     for key, value in encoder.items():
         assert torch.equal(model.state_dict()[key], value)
@@ -181,12 +181,12 @@ def test_full_head_file_round_trip(tmp_path):
     x, locations = small_inputs()
     with torch.inference_mode():
         assert torch.equal(loaded(x, locations), model(x, locations))
-    assert isinstance(LuMamba.from_checkpoint(path), LuMamba)
+    assert isinstance(load_model(path), LuMamba)
 
 
 def test_head_only_file_needs_its_encoder(official_file, tmp_path):
     config = LuMambaConfig.tiny(num_classes=2, classifier_option="linear")
-    model = LuMamba.from_checkpoint(official_file, config, allow_new_head=True)
+    model = load_model(official_file, config, allow_new_head=True)
     digest = sha256_file(official_file)
     meta = _metadata(model, encoder={"name": "formula", "sha256": digest}, contains_encoder=False)
     path = save_head(tmp_path / "linear.safetensors", model, meta)

@@ -9,7 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from lumamba_cli import datasets
+from lumamba_cli import datasets, window_cache
+from lumamba_cli.preprocess import PreprocessPolicy
 from lumamba_cli.errors import BadInputError, UsageError
 from lumamba_cli.recipes import load_recipe
 
@@ -99,7 +100,7 @@ def test_tuar_coverage_rule(tmp_path, cache):
     recipe = load_recipe("tuar_bc")
     index = datasets.discover("tuar", tmp_path / "tuar", recipe.labels)
     assert index.window_rule == "coverage" and len(index.sources) == 1
-    split = datasets.build_split(index, index.sources, recipe, cache_dir=cache)
+    split = window_cache.build_split(index, index.sources, recipe, cache_dir=cache)
     assert len(split) == 6
     assert split.labels.tolist() == [0, 1, 0, 0, 1, 0]
     x, pos, y = split.batch(np.arange(len(split)))
@@ -175,7 +176,7 @@ def test_mumtaz_names_conditions_and_channels(tmp_path, cache):
     assert {s.subject for s in index.sources} == {"H-S001", "H-S002", "MDD-S001", "MDD-S003"}
     assert all((s.label == 1) == s.subject.startswith("MDD") for s in index.sources)
     assert any("ignored" in note for note in index.notes)
-    split = datasets.build_split(index, index.sources[:1], recipe, cache_dir=cache)
+    split = window_cache.build_split(index, index.sources[:1], recipe, cache_dir=cache)
     assert split.caches[0].channel_names == ["Fp1", "F3", "C3", "P3", "O1", "F7", "T3", "T5", "Fz", "Fp2", "F4",
                                              "C4", "P4", "O2", "F8", "T4", "T6", "Cz", "Pz"]
     assert len(split) == 2  # 11 s → two 5-s windows
@@ -227,7 +228,7 @@ def test_tdbrain_participants_and_csv(tmp_path, cache):
     recipe = load_recipe("tdbrain")
     index = datasets.discover("tdbrain", root, recipe.labels)
     assert [(s.subject, s.label) for s in index.sources] == [("sub-001", 1), ("sub-002", 0), ("sub-005", 1)]
-    split = datasets.build_split(index, index.sources[:1], recipe, cache_dir=cache)
+    split = window_cache.build_split(index, index.sources[:1], recipe, cache_dir=cache)
     x, pos, _ = split.batch(np.arange(len(split)))
     assert x.shape == (2, 26, 320)  # 3 s at 500 → 256 Hz: two 1.25-s windows; EOG/EMG columns not used
     assert np.allclose(x.mean(axis=-1), 0, atol=1e-4) and np.allclose(x.std(axis=-1, ddof=1), 1, atol=1e-3)
@@ -270,7 +271,7 @@ def test_apava_sorted_ids_labels_and_epochs(tmp_path, cache):
         ("subject01.mat", "S01", 1), ("subject02.mat", "S02", 0), ("subject03.mat", "S03", 1),
         ("subject04.mat", "S04", 0)]
     assert any("os.listdir" in note for note in index.notes)
-    split = datasets.build_split(index, index.sources[:1], recipe, cache_dir=cache)
+    split = window_cache.build_split(index, index.sources[:1], recipe, cache_dir=cache)
     assert len(split) == 2  # one window per epoch, never spanning two epochs
     labels_csv = tmp_path / "labels.csv"
     labels_csv.write_text("path,label\nsubject01.mat,healthy\nsubject02.mat,alzheimers\nsubject03.mat,0\n"
@@ -287,7 +288,7 @@ def test_apava_rejects_other_mat(tmp_path):
     savemat(str(root / "x.mat"), {"data": np.zeros((3, 3))})
     index = datasets.discover("apava", root, ["healthy", "alzheimers"])
     with pytest.raises(BadInputError, match="APAVA"):
-        datasets.load_windows(index.sources[0], load_recipe("apava"), cache_dir=tmp_path / "c")
+        window_cache.load_windows(index.sources[0], load_recipe("apava"), cache_dir=tmp_path / "c")
 
 
 # ----------------------------------------------------------------------------------------------- manifest
@@ -310,7 +311,7 @@ def test_manifest_with_events_and_explicit_splits(tmp_path, cache):
     index = datasets.discover("manifest", manifest, recipe.labels, events_csv=events)
     assert [s.split for s in index.sources] == ["train", "train", "test"]
     assert datasets.assign_splits(index.sources, seed=0) == {"p1": "train", "p2": "test"}
-    split = datasets.build_split(index, index.sources, recipe, cache_dir=cache)
+    split = window_cache.build_split(index, index.sources, recipe, cache_dir=cache)
     by_recording = [split.labels[split.recording_of == r].tolist() for r in range(3)]
     # r0: 2 s of 'abnormal' in a normal recording is a minority → normal; r2: unlabelled → first label outside
     assert by_recording == [[0, 0, 0], [1, 1, 1], [0, 1, 0]]
@@ -335,7 +336,7 @@ def test_cache_is_reused_and_keyed_by_content_and_recipe(tmp_path, cache, monkey
     path = write_edf(tmp_path / "a.edf", data, 250.0, tuh_labels())
     source = datasets.Source(path, "a", 1)
     recipe = load_recipe("tuab")
-    first = datasets.load_windows(source, recipe, cache_dir=cache)
+    first = window_cache.load_windows(source, recipe, cache_dir=cache)
     assert first.data.shape == (2, 22, 1280) and isinstance(first.data, np.memmap)
     entries = sorted(p.name for p in cache.iterdir())
     assert len(entries) == 2 and not any(name.endswith((".raw", ".tmp")) for name in entries)
@@ -343,26 +344,28 @@ def test_cache_is_reused_and_keyed_by_content_and_recipe(tmp_path, cache, monkey
     def no_decoding(*args, **kwargs):
         raise AssertionError("decoded again although the cache holds this recording")
 
-    monkeypatch.setattr(datasets, "_iter_source_blocks", no_decoding)
-    second = datasets.load_windows(source, recipe, cache_dir=cache)
+    from lumamba_cli.recording import Recording
+
+    monkeypatch.setattr(Recording, "read", no_decoding)
+    second = window_cache.load_windows(source, recipe, cache_dir=cache)
     np.testing.assert_array_equal(np.asarray(first.data), np.asarray(second.data))
     meta = json.loads(next(cache.glob("*.json")).read_text())
     assert meta["recipe_hash"] == recipe.hash and meta["sha256"] == first.sha256
     # another recipe version or other file content must miss the cache
     changed = recipe.with_options(step_s=2.5)
-    assert datasets.cache_key(changed, first.sha256, "edf", "auto") != datasets.cache_key(
-        recipe, first.sha256, "edf", "auto")
+    auto = PreprocessPolicy("auto")
+    assert window_cache.cache_key(changed, first.sha256, "edf", auto) != window_cache.cache_key(
+        recipe, first.sha256, "edf", auto)
     with pytest.raises(AssertionError, match="decoded again"):
-        datasets.load_windows(source, changed, cache_dir=cache)
+        window_cache.load_windows(source, changed, cache_dir=cache)
     # so must every setting that changes the windows, and another version of the preprocessing code
-    key = datasets.cache_key(recipe, first.sha256, "edf", "auto")
-    assert key != datasets.cache_key(recipe, "0" * 64, "edf", "auto")
-    assert key != datasets.cache_key(recipe, first.sha256, "edf", "chunked")
-    assert key != datasets.cache_key(recipe, first.sha256, "edf", "auto", dtype="float16")
-    assert key != datasets.cache_key(recipe, first.sha256, "edf", "auto",
-                                     policy=datasets.PreprocessPolicy("auto", 120.0, 3600.0))
+    key = window_cache.cache_key(recipe, first.sha256, "edf", auto)
+    assert key != window_cache.cache_key(recipe, "0" * 64, "edf", auto)
+    assert key != window_cache.cache_key(recipe, first.sha256, "edf", PreprocessPolicy("chunked"))
+    assert key != window_cache.cache_key(recipe, first.sha256, "edf", auto, dtype="float16")
+    assert key != window_cache.cache_key(recipe, first.sha256, "edf", PreprocessPolicy("auto", 120.0, 3600.0))
     monkeypatch.setattr("lumamba_cli.__version__", "0.0.0-other")
-    assert key != datasets.cache_key(recipe, first.sha256, "edf", "auto")
+    assert key != window_cache.cache_key(recipe, first.sha256, "edf", auto)
 
 
 def test_mumtaz_accepts_prefixed_file_names(tmp_path):

@@ -5,37 +5,26 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from types import SimpleNamespace
-
 import numpy as np
 import pytest
 from safetensors.numpy import save_file
 
-from lumamba_cli import weights as W
-from lumamba_cli.errors import ExitCode, WeightsError
 from cli_helpers import run_cli as _run
+from lumamba_cli import heads as W
+from lumamba_cli.errors import ExitCode, WeightsError
+from lumamba_cli.headfile import HEAD_METADATA_KEY, read_head_metadata
+from lumamba_cli.recipes import load_recipe
+from lumamba_cli.resources import heads_dir
 
 
 @pytest.fixture
-def recipe(monkeypatch):
-    """A recipe the store accepts: a real one when lumamba_cli.recipes has any, else a stand-in."""
-    try:
-        from lumamba_cli.recipes import list_recipes, load_recipe
-    except ImportError:
-        list_recipes = None
-    if list_recipes is not None:
-        ids = [getattr(r, "id", r) for r in list_recipes()]
-        if ids:
-            return load_recipe("tuab" if "tuab" in ids else ids[0])
-    stand_in = SimpleNamespace(id="tuab", hash="0123456789abcdef")
-    monkeypatch.setattr(W, "_recipe_known", lambda rid: (rid == stand_in.id, stand_in if rid == stand_in.id else None))
-    return stand_in
+def recipe():
+    return load_recipe("tuab")
 
 
 def make_head(path: Path, recipe, *, created: str, seed: int = 0, task: str | None = None, **overrides) -> Path:
     """A small head file with complete ``lumamba_head`` metadata (the tensors only need to be distinct)."""
-    labels = list(getattr(recipe, "labels", None) or ["normal", "abnormal"])
-    labels = [getattr(label, "name", label) for label in labels]
+    labels = list(recipe.labels)
     meta = {
         "task": task or recipe.id,
         "recipe_id": recipe.id,
@@ -58,7 +47,7 @@ def make_head(path: Path, recipe, *, created: str, seed: int = 0, task: str | No
         "classifier.fc1.weight": rng.standard_normal((len(labels), 384)).astype(np.float32),
         "classifier.fc1.bias": np.zeros(len(labels), dtype=np.float32),
     }
-    save_file(tensors, str(path), metadata={W.HEAD_METADATA_KEY: json.dumps(meta)})
+    save_file(tensors, str(path), metadata={HEAD_METADATA_KEY: json.dumps(meta)})
     return path
 
 
@@ -73,7 +62,7 @@ def test_import_list_show_remove_round_trip(tmp_path, recipe, capsys):
         record = json.loads(out)
         assert record["task"] == recipe.id and record["in_store"] is True
         stored = Path(record["path"])
-        assert stored.parent == W.heads_dir() / recipe.id
+        assert stored.parent == heads_dir() / recipe.id
         assert stored.read_bytes() == head.read_bytes()
         ids.append(record["id"])
     assert len(set(ids)) == 2
@@ -120,7 +109,7 @@ def test_reimport_is_idempotent_and_a_different_head_is_not_overwritten(tmp_path
 
 def test_resolve_without_heads_says_the_release_has_none(recipe):
     with pytest.raises(WeightsError) as caught:
-        W.resolve_head(recipe.id)
+        W.find_head(recipe)
     line = caught.value.line()
     assert "the public LuMamba release has pre-trained encoders only, no task heads" in line
     assert f"lumamba train --task {recipe.id}" in line and "lumamba heads import FILE" in line
@@ -129,34 +118,43 @@ def test_resolve_without_heads_says_the_release_has_none(recipe):
 def test_resolve_prefers_explicit_head_else_newest(tmp_path, recipe):
     old = W.import_head(make_head(tmp_path / "a.safetensors", recipe, created="2026-01-01T00:00:00+00:00", seed=1))
     new = W.import_head(make_head(tmp_path / "b.safetensors", recipe, created="2026-03-01T00:00:00+00:00", seed=2))
-    assert W.resolve_head(recipe.id) == new.path
-    assert W.resolve_head(recipe.id, recipe=recipe) == new.path
-    assert W.resolve_head(recipe.id, old.id) == old.path
-    for alias in getattr(recipe, "aliases", []):  # `--task abnormal` means tuab
-        assert W.resolve_head(alias) == new.path
+    assert W.find_head(recipe).path == new.path
+    assert W.find_head(recipe, old.id).path == old.path
+    for alias in recipe.aliases:  # `--task abnormal` means tuab
+        assert W.find_head(load_recipe(alias)).path == new.path
     outside = make_head(tmp_path / "c.safetensors", recipe, created="2025-01-01T00:00:00+00:00", seed=3)
-    assert W.resolve_head(recipe.id, outside) == outside
+    assert W.find_head(recipe, outside).path == outside
 
 
 def test_mismatched_recipe_is_refused(tmp_path, recipe):
     stale = make_head(tmp_path / "stale.safetensors", recipe, created="2026-01-01T00:00:00+00:00",
                       recipe_hash="ffffffffffffffff")
-    meta = W.read_head_metadata(stale)
+    meta = read_head_metadata(stale)
     with pytest.raises(WeightsError, match="installed recipe"):
         W.check_head_matches(meta, recipe, path=stale)
     with pytest.raises(WeightsError, match="installed recipe"):
-        W.resolve_head(recipe.id, stale, recipe=recipe)
+        W.find_head(recipe, stale)
 
-    other_task = SimpleNamespace(id="some-other-task", hash=recipe.hash)
-    with pytest.raises(WeightsError, match="not for 'some-other-task'"):
-        W.check_head_matches(W.read_head_metadata(stale), other_task)
-    with pytest.raises(WeightsError, match="not 'some-other-task'"):
-        W.resolve_head("some-other-task", stale)
+    other_task = load_recipe("mumtaz")
+    with pytest.raises(WeightsError, match="not for 'mumtaz'"):
+        W.check_head_matches(meta, other_task)
+    with pytest.raises(WeightsError, match="not for 'mumtaz'"):
+        W.find_head(other_task, stale)
 
     record = W.import_head(stale)  # importing is allowed (with a warning); using it is not
     assert any("refused for screening" in w for w in record.warnings)
     with pytest.raises(WeightsError, match="none matches the installed recipe"):
-        W.resolve_head(recipe.id, recipe=recipe)
+        W.find_head(recipe)
+
+
+def test_labels_in_another_order_are_refused(tmp_path, recipe):
+    """A head whose class 1 is called "normal" would name every abnormal probability wrongly."""
+    reversed_labels = make_head(tmp_path / "rev.safetensors", recipe, created="2026-01-01T00:00:00+00:00",
+                                labels=list(reversed(recipe.labels)))
+    with pytest.raises(WeightsError, match="order matters"):
+        W.find_head(recipe, reversed_labels)
+    with pytest.raises(WeightsError, match="order matters"):
+        W.import_head(reversed_labels)
 
 
 def test_import_refuses_non_heads_and_unknown_tasks(tmp_path, recipe, capsys):
@@ -166,12 +164,12 @@ def test_import_refuses_non_heads_and_unknown_tasks(tmp_path, recipe, capsys):
     assert code == ExitCode.WEIGHTS and "no 'lumamba_head' metadata" in err and "plain.safetensors" in err
 
     code, _, err = _run(["heads", "import", str(tmp_path / "missing.safetensors")], capsys)
-    assert code == ExitCode.WEIGHTS and "no such head file" in err
+    assert code == ExitCode.WEIGHTS and "head file not found" in err
 
     notes = tmp_path / "notes.safetensors"
     notes.write_bytes(b"this is not a safetensors file")
     code, _, err = _run(["heads", "import", str(notes)], capsys)
-    assert code == ExitCode.WEIGHTS and "not a readable safetensors file" in err
+    assert code == ExitCode.WEIGHTS and "not a safetensors head file" in err
 
     unknown = make_head(tmp_path / "unknown.safetensors", recipe, created="2026-01-01T00:00:00+00:00",
                         task="no-such-task", recipe_id="no-such-task")

@@ -5,15 +5,13 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from functools import partial
 
 import pytest
-from cli_helpers import run_cli as _run_cli
+from cli_helpers import run_cli
 from edf_factory import make_discontinuous, truncate
 
 from lumamba_cli import DISCLAIMER
 
-run_cli = partial(_run_cli, join_stderr_lines=False)
 
 
 def test_info_human(absence_edf, capsys):

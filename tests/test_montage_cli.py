@@ -10,16 +10,13 @@ import numpy as np
 import pytest
 
 from lumamba_cli import DISCLAIMER
-from lumamba_cli.cli import main
+from cli_helpers import run_cli
 from test_montage import SPEC_TUH22
 
 
 def run(capsys, *argv: str) -> tuple[int, str, str]:
-    with pytest.raises(SystemExit) as info:
-        main(list(argv))
-    out, err = capsys.readouterr()
-    # Rich wraps stderr at the terminal width (80 columns here), so compare text with line breaks undone.
-    return int(info.value.code or 0), out, " ".join(err.split())
+    code, out, err = run_cli(list(argv), capsys)
+    return code, out, " ".join(err.split())  # table cells and lines folded into one text
 
 
 def write_edf(path, labels, sfreq=128, seconds=4):
@@ -56,10 +53,7 @@ def test_absence_recording_for_tuab(capsys, absence_edf):
     assert [q["status"] for q in report["required"]] == ["derivable"] * 22
 
 
-def test_text_report_goes_to_stderr_with_the_disclaimer(capsys, absence_edf, monkeypatch):
-    import lumamba_cli.console as console
-
-    monkeypatch.setattr(console, "_disclaimer_shown", False)
+def test_text_report_goes_to_stderr_with_the_disclaimer(capsys, absence_edf):
     code, out, err = run(capsys, "montage", "check", str(absence_edf), "--layout", "tuh_tcp22")
     assert code == 0 and out == ""
     assert "RESEARCH USE ONLY" in err and "usable for tuh_tcp22" in err and "EEG A1 − EEG T3" in err
@@ -165,7 +159,9 @@ def test_module_entry_point(absence_edf):
     proc = subprocess.run([sys.executable, "-m", "lumamba_cli", "montage", "check", str(absence_edf), "--task", "tuab",
                            "--json"], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
-    assert json.loads(proc.stdout)["usable"] and DISCLAIMER.split(":")[0] in proc.stderr
+    report = json.loads(proc.stdout)
+    assert report["usable"] and report["disclaimer"] == DISCLAIMER
+    assert proc.stderr == ""  # --json: data on stdout, nothing for people to read on stderr
 
 
 def test_task_check_reports_mixed_references(capsys, tmp_path):
@@ -187,6 +183,7 @@ def test_task_check_refuses_a_rate_the_recipe_cannot_filter(capsys, tmp_path):
     assert code == 0, err  # the layout alone is satisfied
     code, out, err = run(capsys, "montage", "check", str(path), "--task", "apava", "--json")
     report = json.loads(out)
-    assert code == 4 and not report["usable"] and report["derivation"] is None
+    # the channels are all there (the derivation says how), but the recipe cannot filter at this rate
+    assert code == 4 and not report["usable"] and len(report["derivation"]["channels"]) == 16
     assert "128 Hz" in report["verdict"] and "75 Hz low-pass" in report["verdict"]
     assert "--aliases" not in err  # no alias can fix a sampling rate

@@ -9,6 +9,7 @@ from edf_factory import make_discontinuous
 
 from lumamba_cli.montage import load_registry
 from lumamba_cli.preprocess import (
+    PreprocessPolicy,
     CHUNKED_DEVIATION,
     CHUNKED_DEVIATION_NOTE,
     FFTGrid,
@@ -83,7 +84,7 @@ def test_segments_are_processed_separately_with_true_times(s01_input, tmp_path):
             (0.0, 0.0, 200.0), (207.0, 200.0, 250.0), (460.5, 450.0, 150.0)
         ]
         derivation = load_registry().resolve(rec, recipe.layout).derivation
-        blocks = list(iter_windows(rec, recipe, derivation, mode="whole", block_windows=16))
+        blocks = list(iter_windows(rec, recipe, derivation, block_windows=16, policy=PreprocessPolicy("whole")))
         block = collect(blocks)
         assert all(len(set(b.segment.tolist())) == 1 for b in blocks)
         counts = np.bincount(block.segment)
@@ -91,7 +92,7 @@ def test_segments_are_processed_separately_with_true_times(s01_input, tmp_path):
         expected = np.concatenate([0.0 + 5 * np.arange(40), 207.0 + 5 * np.arange(50), 460.5 + 5 * np.arange(30)])
         np.testing.assert_allclose(block.start_s, expected)
         second = rec.read(derivation.file_channels, 200.0, 450.0)
-    alone = preprocess_array(second, 200.0, recipe, derivation.terms, derivation.file_channels)
+    alone = preprocess_array(second, 200.0, recipe, derivation)
     np.testing.assert_array_equal(block.data[block.segment == 1], alone.astype(np.float32))
 
 
@@ -100,8 +101,9 @@ def test_chunked_matches_whole_on_a_real_recording(absence_edf):
     recipe = load_recipe("mumtaz")
     with open_recording(absence_edf) as rec:
         derivation = load_registry().resolve(rec, recipe.layout).derivation
-        whole = collect(iter_windows(rec, recipe, derivation, mode="whole"))
-        chunked = collect(iter_windows(rec, recipe, derivation, mode="chunked", chunk_s=60.0, block_windows=50))
+        whole = collect(iter_windows(rec, recipe, derivation, policy=PreprocessPolicy("whole")))
+        chunked = collect(iter_windows(rec, recipe, derivation, block_windows=50,
+                                       policy=PreprocessPolicy("chunked", chunk_s=60.0)))
     assert whole.mode == "whole" and chunked.mode == "chunked"
     assert chunked.data.shape == whole.data.shape == (362, 19, 1280)
     np.testing.assert_allclose(chunked.start_s, whole.start_s)
@@ -117,9 +119,10 @@ def test_chunked_without_resampling_is_exact(s01_input):
     recipe = load_recipe("tuab").with_options(target_sfreq=200.0, window_s=6.4, step_s=6.4)
     with open_recording(s01_input) as rec:
         derivation = load_registry().resolve(rec, recipe.layout).derivation
-        whole = collect(iter_windows(rec, recipe, derivation, mode="whole"))
-        chunked = collect(iter_windows(rec, recipe, derivation, mode="chunked", chunk_s=45.0))
-        auto = collect(iter_windows(rec, recipe, derivation, mode="auto", chunk_threshold_s=100.0, chunk_s=200.0))
+        whole = collect(iter_windows(rec, recipe, derivation, policy=PreprocessPolicy("whole")))
+        chunked = collect(iter_windows(rec, recipe, derivation, policy=PreprocessPolicy("chunked", chunk_s=45.0)))
+        auto = collect(iter_windows(rec, recipe, derivation,
+                                    policy=PreprocessPolicy("auto", chunk_s=200.0, chunk_threshold_s=100.0)))
     assert auto.mode == "chunked"
     assert whole.data.shape == chunked.data.shape == (93, 22, 1280)
     scale = np.abs(whole.data).max()
@@ -166,17 +169,19 @@ def test_short_segment_is_reported_not_silently_dropped(s01_input, tmp_path):
     messages: list[str] = []
     with open_recording(gapped) as rec:
         derivation = load_registry().resolve(rec, recipe.layout).derivation
-        block = collect(iter_windows(rec, recipe, derivation, mode="whole", on_skip=messages.append))
+        block = collect(iter_windows(rec, recipe, derivation, on_skip=messages.append,
+                                     policy=PreprocessPolicy("whole")))
         assert len(block) == 119 and block.segment.max() == 0
         assert len(messages) == 1 and "segment 1" in messages[0] and "shorter than one 5-s window" in messages[0]
         with pytest.warns(UserWarning, match="no window from it"):
-            collect(iter_windows(rec, recipe, derivation, mode="whole"))
+            collect(iter_windows(rec, recipe, derivation, policy=PreprocessPolicy("whole")))
 
 
 def test_recording_too_slow_for_the_low_pass_is_refused_with_its_name(tmp_path):
     from edf_factory import SignalSpec, write_edf
 
-    from lumamba_cli.errors import BadInputError
+    from lumamba_cli.errors import MontageError
+    from lumamba_cli.preprocess import prepare
 
     names = ["C3", "C4", "F3", "F4", "F7", "F8", "Fp1", "Fp2", "O1", "O2", "P3", "P4", "T3", "T4", "T5", "T6"]
     noise = np.random.default_rng(3).integers(-300, 300, size=(16, 128 * 12)).astype(np.int16)
@@ -184,11 +189,12 @@ def test_recording_too_slow_for_the_low_pass_is_refused_with_its_name(tmp_path):
                      lambda k: noise[:, k * 128 : (k + 1) * 128])
     recipe = load_recipe("apava")
     with open_recording(path) as rec:
-        derivation = load_registry().resolve(rec, recipe.layout).derivation
-        assert derivation is not None  # every channel is there; only the rate is wrong
-        with pytest.raises(BadInputError, match="128 Hz.*75 Hz low-pass") as caught:
-            collect(iter_windows(rec, recipe, derivation, mode="whole"))
-    assert str(path) in str(caught.value)
+        task_input = prepare(rec, recipe, load_registry())
+        assert task_input.montage.derivation is not None  # every channel is there; only the rate is wrong
+        assert not task_input.usable
+        with pytest.raises(MontageError, match="128 Hz.*75 Hz low-pass") as caught:
+            collect(task_input.windows())
+    assert str(path) in str(caught.value) and caught.value.code == 4
     # Without the guard MNE itself refuses, with no file name (what upstream's raw.filter would have done).
     with pytest.raises(ValueError, match="Nyquist"):
         mne.filter.filter_data(noise.astype(float), 128.0, 0.1, 75.0, verbose="error")

@@ -17,7 +17,7 @@ from safetensors import safe_open
 
 from lumamba_cli.errors import UsageError
 from lumamba_cli.montage import load_registry
-from lumamba_cli.preprocess import collect, iter_windows, preprocess_array, zscore
+from lumamba_cli.preprocess import PreprocessPolicy, collect, iter_windows, preprocess_array, zscore
 from lumamba_cli.recipes import load_recipe
 from lumamba_cli.recording import open_recording
 
@@ -30,10 +30,10 @@ class _Cropped:
     """A recording seen as if it ended at ``stop_s`` (upstream cropped right after reading)."""
 
     def __init__(self, rec, start_s: float, stop_s: float):
-        from lumamba_cli.recording import Segment
+        from lumamba_cli.edf import Segment
 
         assert start_s == 0.0, "only crops from the start are reproduced"
-        self._rec, self.channels = rec, rec.channels
+        self._rec, self.channels, self.path = rec, rec.channels, rec.path
         self.segments = [Segment(onset_s=0.0, data_start_s=0.0, duration_s=stop_s)]
 
     def read(self, channels, start_s=0.0, stop_s=None):
@@ -95,7 +95,7 @@ def test_float64_pipeline_matches_upstream(case, fixtures_dir, shared_data):
     meta, t, recipe, rec, derivation, sfreq, start_s, stop_s, scale = _run(case, fixtures_dir, shared_data)
     with rec:
         data = rec.read(derivation.file_channels, start_s, stop_s)
-    windows = preprocess_array(data, sfreq, recipe, derivation.terms, derivation.file_channels)
+    windows = preprocess_array(data, sfreq, recipe, derivation)
     assert windows.shape[0] == meta["n_windows_total"]
     mine = windows[t["window_index"]] * scale
     _assert_windows(mine, t["windows"], 1e-9)
@@ -111,7 +111,7 @@ def test_window_blocks_match_upstream(case, fixtures_dir, shared_data):
     meta, t, recipe, rec, derivation, sfreq, start_s, stop_s, scale = _run(case, fixtures_dir, shared_data)
     source = _Cropped(rec, start_s, stop_s) if stop_s is not None else rec
     with rec:
-        block = collect(iter_windows(source, recipe, derivation, mode="whole"))
+        block = collect(iter_windows(source, recipe, derivation, policy=PreprocessPolicy("whole")))
     assert block.mode == "whole" and block.data.dtype == np.float32
     assert len(block) == meta["n_windows_total"]
     np.testing.assert_allclose(block.start_s, np.arange(len(block)) * recipe.window_s)
@@ -129,7 +129,7 @@ def test_upstream_row_order_is_reproducible(case, fixtures_dir, shared_data):
         pytest.skip("fixture has no script row order")
     script = recipe.with_options(tuh_row_order="script")
     with rec:
-        block = collect(iter_windows(rec, script, derivation, mode="whole"))
+        block = collect(iter_windows(rec, script, derivation, policy=PreprocessPolicy("whole")))
     assert block.channel_names == meta["channels_windows_raw"]
     back_to_chn_order = block.data[:, t["perm_chn_order_from_script_order"]][t["window_index"]]
     _assert_windows(back_to_chn_order.astype(np.float64) * scale, t["windows"], 1e-4)

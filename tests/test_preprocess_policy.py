@@ -10,7 +10,12 @@ import jsonschema
 import numpy as np
 import pytest
 
-from cli_helpers import run_main as run
+from cli_helpers import run_cli
+
+
+def run(argv, capsys=None):
+    code, out, _ = run_cli(argv, capsys)
+    return code, out
 from synthetic_eeg import make_tuab_tree
 
 SMALL = ["--config", "num_blocks=1,num_queries=2,embed_dim=32"]
@@ -37,10 +42,10 @@ def test_training_policy_is_recorded_in_the_head(chunked_head):
     from lumamba_cli.model.checkpoint import read_head_metadata
 
     meta = read_head_metadata(chunked_head["head"])
-    assert meta.training["preprocessing"] == {
+    assert meta.training.preprocessing == {
         "mode": "chunked", "chunk_s": 15.0, "chunk_threshold_s": 3600.0, "modes_seen": ["chunked"]
     }
-    assert meta.training["cache_dtype"] == "float16"
+    assert meta.training.cache_dtype == "float16"
 
 
 def _screen(chunked_head, tmp_path, capsys, *extra):
@@ -89,14 +94,14 @@ def test_evaluate_follows_the_heads_policy(chunked_head, capsys, monkeypatch):
 
 
 def test_float16_cache_round_trip(chunked_head, tmp_path):
-    from lumamba_cli import datasets
+    from lumamba_cli import datasets, window_cache
     from lumamba_cli.recipes import load_recipe
 
     recipe = load_recipe("tuab")
     index = datasets.discover("tuab", chunked_head["root"] / "tree", recipe.labels)
     sources = index.sources[:2]
-    full = datasets.build_split(index, sources, recipe, cache_dir=tmp_path / "c32")
-    half = datasets.build_split(index, sources, recipe, cache_dir=tmp_path / "c16", cache_dtype="float16")
+    full = window_cache.build_split(index, sources, recipe, cache_dir=tmp_path / "c32")
+    half = window_cache.build_split(index, sources, recipe, cache_dir=tmp_path / "c16", cache_dtype="float16")
     assert half.caches[0].data.dtype == np.float16 and full.caches[0].data.dtype == np.float32
     size = lambda folder: sum(p.stat().st_size for p in folder.glob("*.npy"))  # noqa: E731
     assert size(tmp_path / "c16") == pytest.approx(size(tmp_path / "c32") / 2, rel=0.01)
@@ -110,5 +115,5 @@ def test_float16_cache_round_trip(chunked_head, tmp_path):
     assert x16.dtype == np.float32  # z-scored after loading, in float32
     assert np.abs(x16 - x32).max() < 5e-3  # z-scored units (std 1)
     np.testing.assert_array_equal(pos16, pos32)
-    with pytest.raises(Exception, match="cache dtype"):
-        datasets.load_windows(sources[0], recipe, cache_dir=tmp_path / "c8", dtype="int8")
+    with pytest.raises(ValueError, match="CacheDtype"):
+        window_cache.load_windows(sources[0], recipe, cache_dir=tmp_path / "c8", dtype="int8")

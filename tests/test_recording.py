@@ -21,7 +21,8 @@ from edf_factory import (
 )
 
 from lumamba_cli.errors import BadInputError, ExitCode
-from lumamba_cli.recording import classify_channel, open_recording, unit_to_uv
+from lumamba_cli.channels import classify_channel, unit_to_uv
+from lumamba_cli.recording import open_recording
 
 REAL_FILES = [
     "edf-parser_S001R01.edf",
@@ -112,17 +113,17 @@ def test_the_three_readers_agree(absence_edf):
         absence_edf, reader="native"
     ) as native:
         assert (fast.reader, slow.reader, native.reader) == ("pyedflib", "mne", "native")
-        picks = fast.channel_indices(("eeg",))
+        picks = [c.index for c in fast.channels if c.kind == "eeg"]
         reference = fast.read(picks, 100.0, 130.0)
         np.testing.assert_allclose(slow.read(picks, 100.0, 130.0), reference, atol=1e-9)
         np.testing.assert_array_equal(native.read(picks, 100.0, 130.0), reference)
 
 
 def test_native_reader_batches_and_partial_records(absence_edf, monkeypatch):
-    from lumamba_cli import recording
+    from lumamba_cli.edf import RecordReader
 
     # Tiny batches force many record batches and starts/stops inside a record.
-    monkeypatch.setattr(recording._NativeSource, "batch_bytes", 3 * 14456)
+    monkeypatch.setattr(RecordReader, "batch_bytes", 3 * 14456)
     with open_recording(absence_edf, reader="native") as native, open_recording(absence_edf) as reference:
         for start, stop in [(0.0, 0.005), (12.345, 20.0), (99.995, 100.005), (1800.0, 1811.0)]:
             np.testing.assert_array_equal(native.read([0, 33], start, stop), reference.read([0, 33], start, stop))

@@ -12,17 +12,10 @@ import pandas as pd
 import pytest
 
 from lumamba_cli import DISCLAIMER
-from lumamba_cli.report import (
-    TMP_SUFFIX,
-    WindowRow,
-    atomic_write,
-    build_report,
-    csv_bytes,
-    json_schema,
-    summarise,
-    sweep_temporaries,
-    write_json,
-)
+from lumamba_cli.fileio import TMP_SUFFIX, sweep_temporaries
+from lumamba_cli.fileio import atomic_write_bytes as atomic_write
+from lumamba_cli.report import WindowRow, build_report, csv_bytes, json_schema, summarise
+from lumamba_cli.report import write_report as write_json
 
 
 def _rows(probs, *, step=5.0, segments=None, excluded=()):
@@ -32,7 +25,7 @@ def _rows(probs, *, step=5.0, segments=None, excluded=()):
         start = k * step + (100.0 * seg)  # a new segment starts after a gap
         rows.append(WindowRow(index=k, start_s=start, end_s=start + step, segment=seg,
                               probabilities={"normal": 1 - p, "abnormal": p},
-                              label="abnormal" if p >= 0.5 else "normal",
+                              predicted=["abnormal" if p >= 0.5 else "normal"],
                               excluded=k in excluded, qc_pass=k not in excluded,
                               qc_flags=["flat"] if k in excluded else [],
                               excluded_reason="qc: flat" if k in excluded else None))
@@ -175,22 +168,21 @@ def test_reports_are_deterministic(tmp_path):
 
 
 def test_schema_command_prints_both_schemas(capsys):
-    from lumamba_cli.cli import main
+    from cli_helpers import run_cli
 
     for kind in ("report", "manifest"):
-        with pytest.raises(SystemExit) as exit_info:
-            main(["schema", "--kind", kind])
-        assert exit_info.value.code == 0
-        printed = json.loads(capsys.readouterr().out)
+        code, out, _ = run_cli(["schema", "--kind", kind], capsys)
+        assert code == 0
+        printed = json.loads(out)
         assert printed == json_schema(kind)
         jsonschema.Draft202012Validator.check_schema(printed)
 
 
 def test_per_channel_summary_counts_each_predicted_channel():
-    rows = [WindowRow(index=k, start_s=5.0 * k, end_s=5.0 * k + 5, probabilities=probs, label=label)
-            for k, (probs, label) in enumerate([({"FP1-F7": 0.7, "T3-T5": 0.6}, "FP1-F7;T3-T5"),
-                                                ({"FP1-F7": 0.8, "T3-T5": 0.1}, "FP1-F7"),
-                                                ({"FP1-F7": 0.2, "T3-T5": 0.3}, "")])]
+    rows = [WindowRow(index=k, start_s=5.0 * k, end_s=5.0 * k + 5, probabilities=probs, predicted=predicted)
+            for k, (probs, predicted) in enumerate([({"FP1-F7": 0.7, "T3-T5": 0.6}, ["FP1-F7", "T3-T5"]),
+                                                    ({"FP1-F7": 0.8, "T3-T5": 0.1}, ["FP1-F7"]),
+                                                    ({"FP1-F7": 0.2, "T3-T5": 0.3}, [])])]
     classes = {c["label"]: c for c in summarise(rows, ["FP1-F7", "T3-T5"])["classes"]}
     assert classes["FP1-F7"]["predicted"] == 2 and classes["T3-T5"]["predicted"] == 1
     assert classes["FP1-F7"]["longest_run_windows"] == 2 and classes["T3-T5"]["longest_run_windows"] == 1

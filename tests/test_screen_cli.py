@@ -17,7 +17,7 @@ import pandas as pd
 import pytest
 
 from lumamba_cli import DISCLAIMER
-from lumamba_cli.cli import main
+from cli_helpers import run_cli
 from lumamba_cli.model.formula import save_formula_head
 from lumamba_cli.report import json_schema
 
@@ -28,10 +28,8 @@ EXCERPT = REPO / "examples" / "absence_excerpt.edf"
 # ----------------------------------------------------------------------------------------------- helpers
 
 
-def run_cli(args: list[str]) -> int:
-    with pytest.raises(SystemExit) as exit_info:
-        main(args)
-    return int(exit_info.value.code or 0)
+def run(args: list[str]) -> int:
+    return run_cli(args)[0]
 
 
 @pytest.fixture(scope="module")
@@ -98,16 +96,13 @@ def manifest(out: Path) -> list[dict]:
 # ------------------------------------------------------------------------------------------------- tests
 
 
-def test_qc_screen_of_the_absence_recording(absence_edf, tmp_path, capsys, monkeypatch):
+def test_qc_screen_of_the_absence_recording(absence_edf, tmp_path, capsys):
     import mne
 
-    import lumamba_cli.console
-
-    monkeypatch.setattr(lumamba_cli.console, "_disclaimer_shown", False)  # once per process: this run's turn
     out = tmp_path / "reports"
-    assert run_cli(["screen", str(absence_edf), "--out", str(out), "--json"]) == 0
+    assert run(["screen", str(absence_edf), "--out", str(out), "--json"]) == 0
     captured = capsys.readouterr()
-    summary = json.loads(captured.out.strip().splitlines()[-1])
+    summary = json.loads(captured.out)
     assert summary["ok"] == 1 and summary["exit_code"] == 0
     assert captured.err.count("RESEARCH USE ONLY") == 1
 
@@ -142,7 +137,7 @@ def test_qc_screen_of_the_absence_recording(absence_edf, tmp_path, capsys, monke
 
     # Resume: nothing is redone, the reports are untouched and the manifest says "skipped".
     stamps = {p.name: p.stat().st_mtime_ns for p in out.iterdir() if p.name != "manifest.jsonl"}
-    assert run_cli(["screen", str(absence_edf), "--out", str(out), "--skip-existing", "--quiet"]) == 0
+    assert run(["screen", str(absence_edf), "--out", str(out), "--skip-existing", "--quiet"]) == 0
     assert {p.name: p.stat().st_mtime_ns for p in out.iterdir() if p.name != "manifest.jsonl"} == stamps
     assert [e["status"] for e in manifest(out)] == ["ok", "skipped"]
 
@@ -155,12 +150,12 @@ def test_tuab_scores_match_the_upstream_windows(fixtures_dir, heads, tmp_path):
     from lumamba_cli.inference import Scorer
     from lumamba_cli.model.checkpoint import load_head
     from lumamba_cli.preprocess import zscore
-    from lumamba_cli.weights import import_head
+    from lumamba_cli.heads import import_head
 
     stored = import_head(heads["tuab"])  # into the test's private $LUMAMBA_HOME
     source = fixtures_dir / "preprocessing" / "s01_input_absence_first600s_tuh_labels.edf"
     out = tmp_path / "out"
-    assert run_cli(["screen", str(source), "--task", "tuab", "--out", str(out), "--quiet"]) == 0
+    assert run(["screen", str(source), "--task", "tuab", "--out", str(out), "--quiet"]) == 0
     report, frame, _ = load_outputs(out, source.stem, "tuab")
     windows = report["windows"]
     assert len(windows) == 120
@@ -191,7 +186,7 @@ def test_tuab_scores_match_the_upstream_windows(fixtures_dir, heads, tmp_path):
 def test_mumtaz_with_an_explicit_head_on_the_seizure_excerpt(heads, tmp_path):
     # The bundled excerpt of the absence recording holds all three annotated seizures in 180 s.
     out = tmp_path / "out"
-    assert run_cli(["screen", str(EXCERPT), "--task", "mumtaz", "--head", str(heads["mumtaz"]),
+    assert run(["screen", str(EXCERPT), "--task", "mumtaz", "--head", str(heads["mumtaz"]),
                     "--out", str(out), "--quiet", "--threshold", "0.7", "--batch-size", "10"]) == 0
     report, frame, first_line = load_outputs(out, EXCERPT.stem, "mumtaz")
     assert first_line == f"# {DISCLAIMER}"
@@ -212,7 +207,7 @@ def test_mumtaz_with_an_explicit_head_on_the_seizure_excerpt(heads, tmp_path):
 
 
 def test_no_head_is_a_weights_error_naming_the_way_out(tmp_path, capsys):
-    code = run_cli(["screen", str(EXCERPT), "--task", "tuab", "--out", str(tmp_path)])
+    code = run(["screen", str(EXCERPT), "--task", "tuab", "--out", str(tmp_path)])
     assert code == 5
     err = capsys.readouterr().err
     assert "encoders only" in err and "lumamba train" in err and "heads import" in err
@@ -220,7 +215,7 @@ def test_no_head_is_a_weights_error_naming_the_way_out(tmp_path, capsys):
 
 
 def test_a_head_for_another_task_is_refused(heads, tmp_path, capsys):
-    code = run_cli(["screen", str(EXCERPT), "--task", "mumtaz", "--head", str(heads["tuab"]),
+    code = run(["screen", str(EXCERPT), "--task", "mumtaz", "--head", str(heads["tuab"]),
                     "--out", str(tmp_path)])
     assert code == 5
     assert "tuab" in capsys.readouterr().err
@@ -230,7 +225,7 @@ def test_single_bad_file_exits_with_its_own_code(tmp_path, capsys):
     from edf_factory import truncate
 
     bad = truncate(EXCERPT, tmp_path / "cut.edf", 5000)
-    assert run_cli(["screen", str(bad), "--out", str(tmp_path / "o"), "--quiet"]) == 3
+    assert run(["screen", str(bad), "--out", str(tmp_path / "o"), "--quiet"]) == 3
     assert "cut.edf" in capsys.readouterr().err
     assert [e["status"] for e in manifest(tmp_path / "o")] == ["failed"]
 
@@ -246,9 +241,9 @@ def test_folder_with_bad_files_isolates_failures(tmp_path, capsys):
     (folder / "garbage.bdf").write_bytes(os.urandom(4096))
     (folder / "notes.txt").write_text("not a recording")
 
-    code = run_cli(["screen", str(folder), "--jobs", "2", "--quiet", "--json"])
+    code = run(["screen", str(folder), "--jobs", "2", "--quiet", "--json"])
     assert code == 6
-    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    summary = json.loads(capsys.readouterr().out)
     assert summary["ok"] == 2 and summary["failed"] == 3
     out = folder / "lumamba"
     entries = {Path(e["path"]).name: e for e in manifest(out)}
@@ -267,19 +262,16 @@ def test_folder_with_bad_files_isolates_failures(tmp_path, capsys):
 
 
 _CRASHING_RUN = textwrap.dedent("""
-    import os, sys, tempfile
-    import lumamba_cli.report as report
-    real = report.atomic_write
+    import os, sys
+    real = os.replace
     calls = {"n": 0}
-    def crashing(path, data):
+    def crashing(src, dst, *args, **kwargs):
         calls["n"] += 1
         if calls["n"] == int(os.environ["CRASH_AT_WRITE"]):
-            # Die the hard way halfway through a write: a temporary file is left behind, nothing is renamed.
-            fd, _ = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.", suffix=report.TMP_SUFFIX, dir=path.parent)
-            os.write(fd, data[: len(data) // 2])
+            # Die the hard way mid-write: the temporary file is written, nothing is renamed.
             os._exit(9)
-        return real(path, data)
-    report.atomic_write = crashing
+        return real(src, dst, *args, **kwargs)
+    os.replace = crashing
     from lumamba_cli.cli import main
     main(sys.argv[1:])
 """)
@@ -301,7 +293,7 @@ def test_crash_mid_folder_leaves_no_partial_report_and_resume_finishes(tmp_path)
     resumed = subprocess.run([sys.executable, "-m", "lumamba_cli", "screen", str(folder), "--out", str(out),
                               "--skip-existing", "--quiet", "--json"], capture_output=True, text=True, cwd=tmp_path)
     assert resumed.returncode == 0, resumed.stderr
-    assert json.loads(resumed.stdout.strip().splitlines()[-1])["skipped"] == 1
+    assert json.loads(resumed.stdout)["skipped"] == 1
     statuses = [(Path(e["path"]).name, e["status"]) for e in manifest(out)]
     assert statuses == [("a.edf", "ok"), ("a.edf", "skipped"), ("b.edf", "ok"), ("c.edf", "ok")]
     assert {p.name: p.stat().st_mtime_ns for p in out.glob("a.*")} == finished
@@ -314,9 +306,9 @@ def test_crash_mid_folder_leaves_no_partial_report_and_resume_finishes(tmp_path)
 def test_chunked_mode_states_its_deviation_and_stays_close(heads, tmp_path):
     whole, chunked = tmp_path / "whole", tmp_path / "chunked"
     # --task qc next to a model task also writes the qc report; --head alone takes the head's own task.
-    assert run_cli(["screen", str(EXCERPT), "--task", "qc", "--task", "tuab", "--head", str(heads["tuab"]),
+    assert run(["screen", str(EXCERPT), "--task", "qc", "--task", "tuab", "--head", str(heads["tuab"]),
                     "--mode", "whole", "--out", str(whole), "--quiet"]) == 0
-    assert run_cli(["screen", str(EXCERPT), "--head", str(heads["tuab"]), "--mode", "chunked",
+    assert run(["screen", str(EXCERPT), "--head", str(heads["tuab"]), "--mode", "chunked",
                     "--out", str(chunked), "--quiet"]) == 0
     assert (whole / f"{EXCERPT.stem}.qc.json").exists() and not (chunked / f"{EXCERPT.stem}.qc.json").exists()
     a, _, _ = load_outputs(whole, EXCERPT.stem, "tuab")
@@ -336,7 +328,7 @@ def test_discontinuous_recording_keeps_true_times_and_never_spans_a_gap(tmp_path
     # 17.5 s gap before record 22 (stored second 22) and 100 s before record 41.
     gapped, _ = make_discontinuous(contiguous, tmp_path / "gaps.edf", {22: 17.5, 41: 100.0})
     out = tmp_path / "out"
-    assert run_cli(["screen", str(gapped), "--out", str(out), "--quiet"]) == 0
+    assert run(["screen", str(gapped), "--out", str(out), "--quiet"]) == 0
     report, frame, _ = load_outputs(out, "gaps", "qc")
     segments = report["input"]["header"]["segments"]
     assert [s["onset_s"] for s in segments] == pytest.approx([0.0, 39.5, 158.5])
@@ -364,7 +356,10 @@ def test_probability_mapping_per_classification_type():
     assert torch.equal(viewed, probabilities_from_logits(flat.reshape(2, 22, 6), "mmc"))
     names = output_names("mmc", ["none", "chew", "elec", "eyem", "musc", "shiv"], [f"c{i}" for i in range(22)], 132)
     assert names[:2] == ["c0:none", "c0:chew"] and len(names) == 132
-    assert _predicted("mmc", viewed.numpy(), names)[0].split(";")[0] == "c0=shiv"  # argmax of increasing logits
+    predicted = _predicted("mmc", viewed.numpy(), names)[0]
+    assert len(predicted) == 22 and predicted[0] == "c0:shiv"  # argmax of increasing logits, one per channel
+    assert _predicted("mc", np.array([[0.7, 0.2, 0.5]]), ["a", "b", "c"]) == [["a", "c"]]
+    assert _predicted("bc", bc, ["normal", "abnormal"]) == [["normal"], ["abnormal"]]
     with pytest.raises(WeightsError):
         probabilities_from_logits(logits, "regression")
 
@@ -378,14 +373,14 @@ def test_skip_existing_notices_a_changed_threshold_or_preprocessing(heads, tmp_p
     def statuses() -> list[str]:
         return [e["status"] for e in manifest(out)]
 
-    assert run_cli(base) == 0
-    assert run_cli(base) == 0
+    assert run(base) == 0
+    assert run(base) == 0
     assert statuses() == ["ok", "skipped"]
-    assert run_cli(base + ["--threshold", "0.999"]) == 0  # same input and head, different summary: redone
+    assert run(base + ["--threshold", "0.999"]) == 0  # same input and head, different summary: redone
     report, _, _ = load_outputs(out, "short", "tuab")
     assert report["summary"]["threshold"] == 0.999
-    assert run_cli(base + ["--threshold", "0.999", "--mode", "chunked"]) == 0
-    assert run_cli(base + ["--threshold", "0.999", "--mode", "chunked"]) == 0
+    assert run(base + ["--threshold", "0.999", "--mode", "chunked"]) == 0
+    assert run(base + ["--threshold", "0.999", "--mode", "chunked"]) == 0
     assert statuses() == ["ok", "skipped", "ok", "ok", "skipped"]
     assert load_outputs(out, "short", "tuab")[0]["recipe"]["mode"] == "chunked"
     assert manifest(out)[-2]["params"]["tuab"]["head_sha256"] == report["model"]["head"]["sha256"]
@@ -398,7 +393,7 @@ def test_a_segment_too_short_for_a_window_is_stated_in_the_reports(heads, tmp_pa
     # Segments of 20 s, 3 s (too short for a 5-s window) and 17 s.
     gapped, _ = make_discontinuous(contiguous, tmp_path / "short_gap.edf", {20: 10.0, 23: 10.0})
     out = tmp_path / "out"
-    assert run_cli(["screen", str(gapped), "--task", "tuab", "--task", "qc", "--head", str(heads["tuab"]),
+    assert run(["screen", str(gapped), "--task", "tuab", "--task", "qc", "--head", str(heads["tuab"]),
                     "--out", str(out), "--quiet"]) == 0
     for task in ("tuab", "qc"):
         report, frame, _ = load_outputs(out, "short_gap", task)
@@ -410,13 +405,13 @@ def test_a_segment_too_short_for_a_window_is_stated_in_the_reports(heads, tmp_pa
 
 def test_terminal_summary_line_gives_its_denominators():
     from lumamba_cli.report import WindowRow, summarise
-    from lumamba_cli.screen import _summary_line
+    from lumamba_cli.screening import TaskReport, summary_line
 
-    rows = [WindowRow(k, 5.0 * k, 5.0 * k + 5, probabilities={"normal": 1 - p, "abnormal": p}, label="x",
+    rows = [WindowRow(k, 5.0 * k, 5.0 * k + 5, probabilities={"normal": 1 - p, "abnormal": p}, predicted=["x"],
                       excluded=k == 3, qc_pass=k != 3, excluded_reason="qc failed" if k == 3 else None)
             for k, p in enumerate([0.9, 0.8, 0.1, 0.99])]
     summary = summarise(rows, ["normal", "abnormal"], threshold=0.5, positive_label="abnormal")
-    line = _summary_line("tuab", summary)
+    line = summary_line(TaskReport("tuab", rows, ["normal", "abnormal"], None, {"summary": summary}))
     assert line == "tuab: 3 of 4 windows used; p(abnormal) mean 0.60, ≥ 0.5 in 67% of them, longest run 10 s"
 
 
@@ -436,7 +431,7 @@ def test_clock_times_carry_the_subsecond_start_of_the_first_record(shared_data, 
     start = dt.datetime(2000 + year if year < 85 else 1900 + year, month, day, hour, minute, second)
     start += dt.timedelta(seconds=float(tal))
     out = tmp_path / "out"
-    assert run_cli(["screen", str(path), "--out", str(out), "--quiet"]) == 0
+    assert run(["screen", str(path), "--out", str(out), "--quiet"]) == 0
     report, frame, _ = load_outputs(out, path.stem, "qc")
     assert float(tal) > 0.3
     for k in (0, 7):

@@ -15,7 +15,12 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from cli_helpers import run_main as run
+from cli_helpers import run_cli
+
+
+def run(argv, capsys=None):
+    code, out, _ = run_cli(argv, capsys)
+    return code, out
 from synthetic_eeg import make_tuab_tree, write_manifest
 
 # A small model (d_model = 2·32 = 64, one bi-Mamba block) keeps each training to seconds on CPU.
@@ -99,12 +104,23 @@ def test_logit_ranking_really_uses_the_raw_class_1_logit(synthetic, trained, cap
     """Outputs where the raw class-1 logit ranks perfectly and softmax p1 = σ(l1 − l0) ranks perfectly wrong:
     the two --auroc-score choices must give AUROC 1 and 0 at both levels."""
     import lumamba_cli.evaluate as evaluate_module
+    import lumamba_cli.inference as inference
 
-    def crafted(model, split, device, batch_size, **_):
-        positive = np.asarray(split.labels) == 1
+    built = {}
+    real_build_split = evaluate_module.build_split
+
+    def remember_split(*args, **kwargs):
+        built["split"] = real_build_split(*args, **kwargs)
+        return built["split"]
+
+    def crafted(model, batches, device, **_):
+        n = sum(len(x) for x, _ in batches)
+        positive = np.asarray(built["split"].labels) == 1
+        assert len(positive) == n
         return np.where(positive[:, None], [[6.0, 1.0]], [[-3.0, 0.0]])
 
-    monkeypatch.setattr(evaluate_module, "predict", crafted)
+    monkeypatch.setattr(evaluate_module, "build_split", remember_split)
+    monkeypatch.setattr(inference, "predict", crafted)
     by_logit = _evaluate(synthetic, trained, capsys, "--auroc-score", "logit", "--bootstrap", "50")
     by_prob = _evaluate(synthetic, trained, capsys, "--bootstrap", "0")
     for level in ("window", "recording"):
@@ -120,7 +136,7 @@ def test_evaluate_uses_the_heads_cache_dtype_by_default(synthetic, trained, tmp_
     from lumamba_cli.model import checkpoint
 
     model, meta = checkpoint.load_head(trained)
-    meta = meta.model_copy(update={"training": {**meta.training, "cache_dtype": "float16"}})
+    meta = meta.model_copy(update={"training": meta.training.model_copy(update={"cache_dtype": "float16"})})
     half = checkpoint.save_head(tmp_path / "half.safetensors", model, meta)
     result = _evaluate(synthetic, half, capsys, "--split", "val", "--bootstrap", "0")
     assert result["preprocessing"]["cache_dtype"] == "float16" and not result["warnings"]
@@ -222,14 +238,14 @@ def test_trained_head_is_stored_and_usable_by_screen_and_refused_elsewhere(synth
     assert code == 0
     summary = json.loads(out)
     assert summary["head_id"].startswith("tuab-")
-    from lumamba_cli import weights
-    from lumamba_cli.model.checkpoint import read_head_metadata
+    from lumamba_cli.heads import list_heads
+    from lumamba_cli.headfile import read_head_metadata
 
-    stored = weights.list_heads("tuab")
+    stored = list_heads("tuab")
     assert [h.id for h in stored] == [summary["head_id"]]
     meta = read_head_metadata(stored[0].path)
-    assert meta.encoder is None and meta.training["data"]["windows_per_class"]["train"]
-    assert meta.training["lr"] == 1e-3 and meta.metrics["validation"]["val_loss"] > 0
+    assert meta.encoder is None and meta.training.data["windows_per_class"]["train"]
+    assert meta.training.lr == 1e-3 and meta.metrics["validation"]["val_loss"] > 0
     recording = rows[0]["path"]
     code, _ = run(["screen", recording, "--task", "tuab", "--out", str(tmp_path / "screen"), "--quiet"])
     assert code == 0
@@ -282,10 +298,10 @@ def test_fine_tunes_from_an_official_layout_encoder_with_frozen_encoder(syntheti
     assert meta.encoder.name == encoder.name and len(meta.encoder.sha256) == 64
     assert meta.contains_encoder  # the encoder file is not imported: nothing could find it again by sha256
     # once the encoder is imported the frozen-encoder head is stored alone, and evaluate finds its encoder
-    from lumamba_cli import weights
+    from lumamba_cli.encoders import import_encoder
     from lumamba_cli.model.checkpoint import load_head
 
-    weights.import_encoder(encoder, allow_unregistered=True)
+    import_encoder(encoder, allow_unregistered=True)
     code, _ = run(["train", "--task", "tuab", "--dataset", "manifest", "--data", str(manifest), "--epochs", "1",
                    "--encoder", str(encoder), "--freeze-encoder", "--head-option", "linear", "--out",
                    str(tmp_path / "ho"), "--cache", str(synthetic["cache"]), "--quiet", "--no-import"])

@@ -17,7 +17,12 @@ import jsonschema
 import numpy as np
 import pytest
 
-from cli_helpers import run_main as run
+from cli_helpers import run_cli
+
+
+def run(argv, capsys=None):
+    code, out, _ = run_cli(argv, capsys)
+    return code, out
 from synthetic_eeg import TCP_PAIRS, make_tuar_tree
 
 SMALL = ["--config", "num_blocks=1,num_queries=4,embed_dim=32"]
@@ -50,13 +55,13 @@ def trained_mc(tuar):
 
 
 def test_mc_labels_follow_the_annotated_channels(tuar):
-    from lumamba_cli import datasets
+    from lumamba_cli import datasets, window_cache
     from lumamba_cli.recipes import load_recipe
 
     recipe = load_recipe("tuar_mc")
     index = datasets.discover("tuar", tuar["tree"], recipe.labels, classification_type="mc")
     source = index.sources[0]
-    split = datasets.build_split(index, [source], recipe, cache_dir=tuar["cache"])
+    split = window_cache.build_split(index, [source], recipe, cache_dir=tuar["cache"])
     assert split.labels.shape == (len(split), 22)
     # truth from the generator: a window is positive on a channel when ≥30 % of its samples are in a burst
     # annotated on that channel (the whole-recording EKG-REF annotation must be ignored)
@@ -77,7 +82,7 @@ def test_mc_labels_follow_the_annotated_channels(tuar):
     # mmc: musc is code 4, and a code must be the most frequent one of the window (so ⊆ the mc positives)
     mmc = load_recipe("tuar_mmc")
     index_mmc = datasets.discover("tuar", tuar["tree"], mmc.labels, classification_type="mmc")
-    split_mmc = datasets.build_split(index_mmc, [index_mmc.sources[0]], mmc, cache_dir=tuar["cache"])
+    split_mmc = window_cache.build_split(index_mmc, [index_mmc.sources[0]], mmc, cache_dir=tuar["cache"])
     assert set(np.unique(split_mmc.labels)) <= {0, 4}
     assert np.all(split_mmc.labels[split_mmc.labels > 0] == 4)
     assert np.all(expected[split_mmc.labels == 4] == 1) and (split_mmc.labels == 4).sum() > 0

@@ -17,7 +17,9 @@ import yaml
 from safetensors import safe_open
 from safetensors.numpy import save_file
 
-from lumamba_cli import weights as W
+from lumamba_cli import encoders as W
+from lumamba_cli.fileio import sha256_file
+from lumamba_cli.resources import cache_dir, imported_encoders_dir
 from lumamba_cli.errors import ExitCode, NetworkError, WeightsError
 from lumamba_cli.model.formula import formula_state_dict
 from cli_helpers import run_cli as _run
@@ -78,18 +80,11 @@ def registry(tmp_path, official_checkpoint, monkeypatch) -> Path:
     entry["name"] = "formula-test"
     entry["filename"] = "LuMamba_formula_test.safetensors"
     entry["size"] = official_checkpoint.stat().st_size
-    entry["sha256"] = W.sha256_file(official_checkpoint, use_cache=False)
+    entry["sha256"] = sha256_file(official_checkpoint)
     path = tmp_path / "encoders.yaml"
     path.write_text(yaml.safe_dump(data))
     monkeypatch.setenv(W.ENCODERS_FILE_ENV, str(path))
     return path
-
-
-def _layout_checker_or_skip():
-    checker = W._layout_checker()
-    if checker is None:
-        pytest.skip("lumamba_cli.model.checkpoint.check_official_layout is not available")
-    return checker
 
 
 # ---------------------------------------------------------------------------------------------------- registry
@@ -155,8 +150,7 @@ def test_verify_matches_registry_entry(checkpoint, registry):
     import hashlib
 
     assert result.sha256 == hashlib.sha256(checkpoint.read_bytes()).hexdigest()
-    if W._layout_checker() is not None:
-        assert result.layout_checked and result.layout_error is None
+    assert result.layout_error is None
 
 
 def test_verify_refuses_one_flipped_byte(checkpoint, registry):
@@ -187,21 +181,27 @@ def test_verify_command_exit_codes(checkpoint, registry, tmp_path, capsys):
 
 
 def test_verify_on_demand_ignores_the_sha_cache(checkpoint, registry):
-    true_sha = W.sha256_file(checkpoint, use_cache=False)
-    cache_file = W._sha_cache_path()
+    import subprocess
+    import sys
+
+    def cached_in_a_new_process() -> str:
+        code = f"from lumamba_cli.fileio import sha256_file; print(sha256_file({str(checkpoint)!r}, cached=True))"
+        return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+
+    true_sha = sha256_file(checkpoint, cached=True)
+    cache_file = cache_dir() / "sha256.json"
     cache = json.loads(cache_file.read_text())
     key = str(checkpoint.resolve())
     assert cache[key][2] == true_sha
     cache[key][2] = "0" * 64  # same size and mtime, different hash: only a cache read can return this
     cache_file.write_text(json.dumps(cache))
-    assert W.sha256_file(checkpoint) == "0" * 64
+    assert cached_in_a_new_process() == "0" * 64
     assert W.verify(checkpoint).sha256 == true_sha
-    assert W.sha256_file(checkpoint) == true_sha  # verify refreshed the cache
+    assert cached_in_a_new_process() == true_sha  # verify refreshed the cache
 
 
 @pytest.mark.parametrize("damage", ["missing", "extra", "misshaped"])
 def test_layout_problems_name_the_key(tmp_path, key_shapes, damage):
-    _layout_checker_or_skip()
     tensors = formula_state_dict(key_shapes)
     victim = "decoder_head.norm.weight"
     if damage == "missing":
@@ -216,7 +216,7 @@ def test_layout_problems_name_the_key(tmp_path, key_shapes, damage):
     path = _save_checkpoint(tmp_path / "damaged.safetensors", tensors)
     result = W.verify(path)
     assert not result.ok
-    assert result.layout_checked and result.layout_error
+    assert result.layout_error
     assert named in result.layout_error
 
 
@@ -233,14 +233,14 @@ def test_import_then_path_finds_it(checkpoint, registry, capsys):
     report = json.loads(out)
     assert report["encoder"] == "formula-test" and report["already_present"] is False
     stored = Path(report["path"])
-    assert stored == W.imported_encoders_dir() / "LuMamba_formula_test.safetensors"
+    assert stored == imported_encoders_dir() / "LuMamba_formula_test.safetensors"
     assert stored.read_bytes() == checkpoint.read_bytes()
 
     code, out, _ = _run(["weights", "path", "formula-test"], capsys)
     assert code == 0
     assert Path(out.strip()) == stored
     assert W.encoder_path() == stored  # formula-test is this registry's default
-    sha = W.sha256_file(stored)
+    sha = sha256_file(stored)
     assert W.encoder_path("recon-only", sha256=sha) == stored  # the content decides, not the name
 
     code, out, _ = _run(["weights", "import", str(checkpoint), "--json"], capsys)
@@ -278,17 +278,16 @@ def test_import_refuses_unregistered_file(checkpoint, capsys):
     code, _, err = _run(["weights", "import", str(checkpoint)], capsys)
     assert code == ExitCode.WEIGHTS
     assert "matches no official LuMamba encoder" in err and checkpoint.name in err
-    assert not (W.imported_encoders_dir() / checkpoint.name).exists()
+    assert not (imported_encoders_dir() / checkpoint.name).exists()
 
 
 def test_import_unregistered_still_checks_the_layout(checkpoint, tmp_path, key_shapes, capsys):
-    _layout_checker_or_skip()
     code, out, _ = _run(["weights", "import", str(checkpoint), "--allow-unregistered", "--json"], capsys)
     assert code == 0
     assert json.loads(out)["encoder"] is None
-    stored = W.imported_encoders_dir() / checkpoint.name
+    stored = imported_encoders_dir() / checkpoint.name
     assert stored.is_file()
-    sha = W.sha256_file(checkpoint)
+    sha = sha256_file(checkpoint)
     # How a head trained on this file finds it again: by the sha256 in its metadata.
     assert W.encoder_path(checkpoint.name, sha256=sha) == stored
     with pytest.raises(WeightsError, match="not an official release"):
@@ -304,7 +303,7 @@ def test_import_unregistered_still_checks_the_layout(checkpoint, tmp_path, key_s
 
 def test_corrupt_local_copy_is_named_not_used(checkpoint, registry):
     W.import_encoder(checkpoint)
-    stored = W.imported_encoders_dir() / "LuMamba_formula_test.safetensors"
+    stored = imported_encoders_dir() / "LuMamba_formula_test.safetensors"
     data = bytearray(stored.read_bytes())
     data[-1] ^= 0xFF
     stored.write_bytes(bytes(data))

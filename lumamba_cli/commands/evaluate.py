@@ -2,13 +2,37 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Optional
+from typing import Annotated, Optional
 
 import typer
+from rich.markup import escape
+from rich.table import Table
 
 from lumamba_cli import DISCLAIMER
-from lumamba_cli.commands import train as shared
+from lumamba_cli.commands.options import (
+    CACHE_DTYPE_HELP,
+    BatchSizeOption,
+    CacheOption,
+    DataOption,
+    DatasetOption,
+    DeviceOption,
+    EventsOption,
+    JsonOption,
+    LabelsOption,
+    ModeOption,
+    QuietOption,
+    TaskOption,
+)
+from lumamba_cli.console import clean, err, print_json
+from lumamba_cli.datasets import Dataset
+from lumamba_cli.evaluate import AurocScore, Split
+from lumamba_cli.window_cache import CacheDtype
+
+HELP = (
+    "Evaluate a trained head on labelled data: per-window and per-recording balanced accuracy, AUROC, AUPR, Cohen's "
+    f"kappa and macro F1 with bootstrap 95 % intervals, confusion matrices and the recipe's published numbers.\n\n"
+    f"{DISCLAIMER}"
+)
 
 _NAMES = {
     "balanced_accuracy": "balanced accuracy",
@@ -40,10 +64,6 @@ def _published_value(published: list[dict], metric: str) -> str:
 
 
 def render(result: dict) -> None:
-    from rich.table import Table
-
-    from lumamba_cli.console import err
-
     title = (
         f"{result['task']} · {result['split']} split · {result['n_recordings']} recordings, {result['n_windows']} windows"
     )
@@ -83,65 +103,48 @@ def render(result: dict) -> None:
         p = result["published"][0]
         err.print(f"published: {p['source']} (encoder {p['encoder']}); {result['published_note']}")
     for warning in result["warnings"]:
-        err.print(f"[yellow]warning:[/] {warning}")
+        err.print(f"[yellow]warning:[/] {escape(clean(warning))}")
+
+
+def evaluate_command(
+    task: TaskOption,
+    data: DataOption,
+    dataset: DatasetOption = Dataset.manifest,
+    head: Annotated[Optional[str], typer.Option(
+        "--head", help="Head store id or .safetensors file (default: newest stored head for the task).")] = None,
+    split: Annotated[Split, typer.Option(
+        "--split", help="Which split to score; splits are recomputed with the head's split seed.")] = Split.test,
+    auroc_score: Annotated[AurocScore, typer.Option(
+        "--auroc-score", help="Rank AUROC/AUPR by the softmax probability or by the raw class-1 logit (upstream's "
+                              "choice).")] = AurocScore.probability,
+    bootstrap: Annotated[int, typer.Option("--bootstrap", min=0, help="Bootstrap resamples for the 95 % "
+                                                                      "intervals.")] = 1000,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the bootstrap.")] = 0,
+    events: EventsOption = None,
+    labels: LabelsOption = None,
+    cache: CacheOption = None,
+    cache_dtype: Annotated[Optional[CacheDtype], typer.Option(
+        "--cache-dtype", help="Default: the dtype the head was trained with. " + CACHE_DTYPE_HELP)] = None,
+    mode: ModeOption = None,
+    device: DeviceOption = "auto",
+    batch_size: BatchSizeOption = 64,
+    as_json: JsonOption = False,
+    quiet: QuietOption = False,
+) -> None:
+    from lumamba_cli.evaluate import EvaluateOptions, evaluate
+
+    options = EvaluateOptions(
+        task=task, data=data, dataset=dataset, head=head, split=split, auroc_score=auroc_score, bootstrap=bootstrap,
+        seed=seed, events=events, labels_file=labels, cache_dir=cache, device=device, batch_size=batch_size,
+        cache_dtype=cache_dtype, mode=mode,
+    )
+    log = None if quiet else (lambda text: err.print(clean(text), markup=False, highlight=False))
+    result = evaluate(options, log=log)
+    if not quiet:
+        render(result)
+    if as_json:
+        print_json(result)
 
 
 def register(app: typer.Typer) -> None:
-    @app.command(
-        "evaluate",
-        help=(
-            "Evaluate a trained head on labelled data: per-window and per-recording balanced accuracy, AUROC, "
-            "AUPR, Cohen's kappa and macro F1 with bootstrap 95 % intervals, confusion matrices and the "
-            f"recipe's published numbers.\n\n{DISCLAIMER}"
-        ),
-    )
-    def evaluate_command(
-        task: str = shared.task_option(),
-        data: Path = shared.data_option(),
-        dataset: str = shared.dataset_option(),
-        head: Optional[str] = typer.Option(
-            None, "--head", help="Head store id or .safetensors file (default: newest stored head for the task)."
-        ),
-        split: str = typer.Option(
-            "test", "--split", help="test | val | train | all. Splits are recomputed with the head's split seed."
-        ),
-        auroc_score: str = typer.Option(
-            "probability", "--auroc-score",
-            help="Rank AUROC/AUPR by the softmax 'probability' or by the raw class-1 'logit' (upstream's choice).",
-        ),
-        bootstrap: int = typer.Option(1000, "--bootstrap", min=0, help="Bootstrap resamples for the 95 % intervals."),
-        seed: int = typer.Option(0, "--seed", help="Seed of the bootstrap."),
-        events: Optional[Path] = shared.events_option(),
-        labels: Optional[Path] = shared.labels_option(),
-        cache: Optional[Path] = shared.cache_option(),
-        cache_dtype: Optional[str] = typer.Option(
-            None, "--cache-dtype",
-            help="float32 | float16 window cache. Default: the dtype the head was trained with. "
-            + shared.CACHE_DTYPE_HELP,
-        ),
-        mode: Optional[str] = typer.Option(
-            None, "--mode", help="auto | whole | chunked. Default: the preprocessing the head was trained with."
-        ),
-        device: str = shared.device_option(),
-        batch_size: int = typer.Option(64, "--batch-size", min=1, help="Windows per forward pass."),
-        json_out: bool = shared.json_option("the full result"),
-        quiet: bool = typer.Option(False, "--quiet", help="No table on stderr."),
-    ) -> None:
-        from lumamba_cli import console
-        from lumamba_cli.evaluate import EvaluateOptions, evaluate
-
-        console.show_disclaimer(quiet)
-        options = EvaluateOptions(
-            task=task, data=data, dataset=dataset.lower(), head=head, split=split.lower(),
-            auroc_score=auroc_score.lower(), bootstrap=bootstrap, seed=seed, events=events, labels_file=labels,
-            cache_dir=cache, device=device, batch_size=batch_size,
-            cache_dtype=(shared.choice("--cache-dtype", cache_dtype, ("float32", "float16"))
-                         if cache_dtype is not None else None),
-            mode=shared.choice("--mode", mode, shared.MODE_CHOICES) if mode is not None else None,
-        )
-        log = None if quiet else (lambda text: console.err.print(text, markup=False, highlight=False))
-        result = evaluate(options, log=log)
-        if not quiet:
-            render(result)
-        if json_out:
-            console.print_json(result)
+    app.command("evaluate", help=HELP)(evaluate_command)

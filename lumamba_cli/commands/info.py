@@ -2,22 +2,18 @@
 
 from __future__ import annotations
 
-from enum import Enum
 from pathlib import Path
+from typing import Annotated
 
 import typer
 from rich.markup import escape
 from rich.table import Table
 
 from lumamba_cli import DISCLAIMER, __version__
-from lumamba_cli.console import err, print_json, show_disclaimer
-
-
-class ReaderChoice(str, Enum):
-    auto = "auto"
-    pyedflib = "pyedflib"
-    mne = "mne"
-    native = "native"
+from lumamba_cli.channels import unit_to_uv
+from lumamba_cli.commands.options import JsonOption, ReaderOption
+from lumamba_cli.console import clean, err, print_json
+from lumamba_cli.recording import Reader, Recording, open_recording
 
 
 def _seconds(value: float) -> str:
@@ -28,31 +24,18 @@ def _seconds(value: float) -> str:
 
 
 def info(
-    recording: Path = typer.Argument(..., metavar="REC", help="EDF, EDF+ or BDF(+) recording to describe."),
-    as_json: bool = typer.Option(
-        False, "--json", help="Write a JSON description (channels, segments, every annotation, warnings) to stdout."
-    ),
-    reader: ReaderChoice = typer.Option(
-        ReaderChoice.auto,
-        "--reader",
-        help=(
-            "Sample reader: auto (pyedflib, MNE where pyedflib refuses the file), pyedflib, mne, or native "
-            "(lumamba's own record reader)."
-        ),
-    ),
-    scan_flat: bool = typer.Option(
-        False,
+    recording: Annotated[Path, typer.Argument(metavar="REC", help="EDF, EDF+ or BDF(+) recording to describe.")],
+    as_json: JsonOption = False,
+    reader: ReaderOption = Reader.auto,
+    scan_flat: Annotated[bool, typer.Option(
         "--scan-flat",
         help="Read all samples to flag constant (flat) channels; without it only the header can show a flat channel.",
-    ),
-    max_annotations: int = typer.Option(
-        20, "--max-annotations", min=0, help="How many annotations the table lists (--json always gives all)."
-    ),
+    )] = False,
+    max_annotations: Annotated[int, typer.Option(
+        "--max-annotations", min=0, help="How many annotations the table lists (--json always gives all).")] = 20,
 ) -> None:
     """Describe a recording: format, start, duration, channels (kind, rate, unit, range), segments, annotations."""
-    from lumamba_cli.recording import open_recording
-
-    with open_recording(recording, reader=reader.value) as rec:
+    with open_recording(recording, reader=reader) as rec:
         if scan_flat:
             flat = rec.scan_flat()
             if flat:
@@ -66,9 +49,8 @@ def info(
         _show(rec, max_annotations)
 
 
-def _show(rec, max_annotations: int) -> None:
-    show_disclaimer()
-    err.print(f"[bold]{escape(str(rec.path))}[/]")
+def _show(rec: Recording, max_annotations: int) -> None:
+    err.print(f"[bold]{escape(clean(rec.path))}[/]")
     start = rec.start_time.isoformat(sep=" ") if rec.start_time else "unknown"
     err.print(
         f"  format {rec.file_format} · read with {rec.reader} · {rec.file_size:,} bytes\n"
@@ -91,10 +73,10 @@ def _show(rec, max_annotations: int) -> None:
     for channel in rec.channels:
         table.add_row(
             str(channel.index),
-            escape(channel.label),
+            escape(clean(channel.label)),
             channel.kind,
             f"{channel.sfreq:g}",
-            escape(channel.unit) or "—",
+            escape(clean(channel.unit)) or "—",
             _scale(channel),
             f"{channel.physical_min:g} … {channel.physical_max:g}",
             {True: "[red]yes[/]", False: "no", None: "?"}[channel.flat],
@@ -118,18 +100,16 @@ def _show(rec, max_annotations: int) -> None:
         notes.add_column("text", overflow="fold")
         for annotation in rec.annotations[:max_annotations]:
             duration = "" if annotation.duration_s is None else f"{annotation.duration_s:g}"
-            notes.add_row(f"{annotation.onset_s:.3f}", duration, escape(annotation.text))
+            notes.add_row(f"{annotation.onset_s:.3f}", duration, escape(clean(annotation.text)))
         err.print(notes)
         if len(rec.annotations) > max_annotations:
             err.print(f"  … {len(rec.annotations) - max_annotations} more (use --json for all)")
 
     for warning in rec.warnings:
-        err.print(f"[yellow]warning:[/] {escape(warning)}", markup=True, highlight=False)
+        err.print(f"[yellow]warning:[/] {escape(clean(warning))}", markup=True, highlight=False)
 
 
 def _scale(channel) -> str:
-    from lumamba_cli.recording import unit_to_uv
-
     if channel.to_uv is not None:
         return f"{channel.to_uv:g}"
     # A unit we understand but that is no voltage (%, bpm) is not a defect; an unknown one is.

@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Optional
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from lumamba_cli import DISCLAIMER
-from lumamba_cli.console import err, print_json, show_disclaimer
-from lumamba_cli.errors import BadInputError, MontageError, UsageError
+from lumamba_cli.commands.options import AliasesOption, JsonOption
+from lumamba_cli.console import clean, err, print_json
+from lumamba_cli.errors import MontageError, UsageError
+from lumamba_cli.montage import MontageReport, get_layout, list_layouts, load_registry
+from lumamba_cli.recording import open_recording
 
 montage_app = typer.Typer(
     name="montage",
@@ -27,38 +31,22 @@ def register(app: typer.Typer) -> None:
     app.add_typer(montage_app, name="montage")
 
 
-def layout_for_task(task: str) -> str | None:
-    """Layout name of a task from its recipe (``models/tasks/<task>.yaml``); None means every EEG channel (qc)."""
-    from lumamba_cli.recipes import load_recipe
-
-    layout = load_recipe(task).layout
-    return str(layout) if layout is not None else None
-
-
-def _open_channels(path: Path) -> Any:
-    """The recording, closed again at once: a montage check needs only the header (its channels are plain data)."""
-    from lumamba_cli.recording import open_recording
-
-    with open_recording(path) as recording:
-        return recording
-
-
 def _fmt_xyz(xyz: Any) -> str:
     if xyz is None:
         return ""
     return ", ".join(f"{1000 * float(v):.1f}" for v in xyz)
 
 
-def _report_tables(report: Any) -> None:
-    table = Table(title=f"Channels of {report.path}", title_justify="left", show_lines=False)
+def _report_tables(report: MontageReport) -> None:
+    table = Table(title=f"Channels of {escape(clean(report.path))}", title_justify="left", show_lines=False)
     for column in ("#", "label", "kind", "name", "source", "x, y, z (mm)", "use", "why / feeds"):
         table.add_column(column, overflow="fold", no_wrap=column == "x, y, z (mm)")
     for row in report.rows:
         source = row.match.source if row.kind == "eeg" else "non-EEG"
         use = "[green]used[/]" if row.used else "[dim]dropped[/]"
         why = ", ".join(row.feeds) if row.used and report.layout else row.reason
-        table.add_row(str(row.index), row.label, row.kind, row.match.canonical or "", source,
-                      _fmt_xyz(row.position), use, why)
+        table.add_row(str(row.index), escape(clean(row.label)), row.kind, row.match.canonical or "", source,
+                      _fmt_xyz(row.position), use, escape(clean(why)))
     err.print(table)
     if report.layout:
         need = Table(title=f"Layout {report.layout}", title_justify="left")
@@ -66,82 +54,64 @@ def _report_tables(report: Any) -> None:
             need.add_column(column, overflow="fold")
         colour = {"present": "green", "derivable": "cyan", "missing": "red"}
         for q in report.required:
-            need.add_row(q.name, f"[{colour[q.status]}]{q.status}[/]", q.how)
+            need.add_row(q.name, f"[{colour[q.status]}]{q.status}[/]", escape(clean(q.how)))
         err.print(need)
     for warning in report.warnings:
-        err.print(f"[yellow]warning:[/] {warning}", highlight=False)
-    style = "bold green" if report.usable else "bold red"
-    err.print(f"[{style}]{report.verdict}[/]", highlight=False)
+        err.print(f"[yellow]warning:[/] {escape(clean(warning))}", highlight=False)
 
 
 @montage_app.command("check")
 def check(
-    recording: Path = typer.Argument(..., help="EDF/EDF+/BDF recording to check.", show_default=False),
-    task: str | None = typer.Option(
-        None, "--task", metavar="TASK", help="Check against the layout of this task's recipe (e.g. tuab, mumtaz)."
-    ),
-    layout: str | None = typer.Option(
-        None, "--layout", metavar="NAME", help="Check against this layout (see `lumamba montage list`)."
-    ),
-    aliases: Path | None = typer.Option(
-        None, "--aliases", metavar="FILE",
-        help=(
-            "Extra names and positions: a TSV with a header row 'name, canonical' (alias → known electrode) "
-            "and/or 'name, x, y, z' (metres, head frame), or JSON {\"aliases\": {...}, \"positions\": {...}}."
-        ),
-    ),
-    as_json: bool = typer.Option(False, "--json", help="Write the report as JSON on stdout."),
+    recording: Annotated[Path, typer.Argument(help="EDF/EDF+/BDF recording to check.", show_default=False)],
+    task: Annotated[Optional[str], typer.Option(
+        "--task", metavar="TASK", help="Check against the layout (and rate needs) of this task's recipe "
+                                       "(e.g. tuab, mumtaz).")] = None,
+    layout: Annotated[Optional[str], typer.Option(
+        "--layout", metavar="NAME", help="Check against this layout (see `lumamba montage list`).")] = None,
+    aliases: AliasesOption = None,
+    as_json: JsonOption = False,
 ) -> None:
     """Map every channel to an electrode position and say whether TASK/LAYOUT can be built.
 
     Exit 0 when usable, 4 when not, 3 when the file cannot be read. Without --task/--layout: usable when at least one
     EEG channel has a known position.
     """
-    from lumamba_cli.montage import get_layout, load_registry
+    from lumamba_cli.preprocess import prepare
+    from lumamba_cli.recipes import load_recipe
 
-    show_disclaimer(quiet=False)
     if task and layout:
         raise UsageError("give --task or --layout, not both")
-    if not recording.exists():
-        raise BadInputError("no such file", path=recording)
     registry = load_registry(aliases)
-    layout_name = layout_for_task(task) if task else layout
-    chosen = get_layout(layout_name, registry=registry) if layout_name else None
-    rec = _open_channels(recording)
-    report = registry.resolve(rec, chosen, on_missing="ignore")
+    # a montage check needs only the header: the recording is closed again at once
+    with open_recording(recording) as rec:
+        if task:
+            task_input = prepare(rec, load_recipe(task), registry)
+            report = task_input.montage
+            verdict = task_input.problem or report.verdict
+        else:
+            report = registry.resolve(rec, get_layout(layout, registry=registry) if layout else None,
+                                      on_missing="ignore")
+            task_input, verdict = None, report.verdict
     report.path = str(recording)
-    if task and report.usable and report.derivation is not None and report.derivation.sfreq:
-        # The channels may all be there and still be unusable: the recipe filters at the native rate.
-        from lumamba_cli.recipes import load_recipe
-
-        problem = load_recipe(task).native_rate_problem(float(report.derivation.sfreq))
-        if problem:
-            report.usable = False
-            report.derivation = None
-            report.verdict = f"not usable for {task}: {problem}"
+    usable = task_input.usable if task_input is not None else report.usable
     if as_json:
         data = report.to_dict()
-        data["task"] = task
-        data["registry"] = registry.stats()
-        data["disclaimer"] = DISCLAIMER
+        data.update(task=task, usable=usable, verdict=verdict, registry=registry.stats(), disclaimer=DISCLAIMER)
         print_json(data)
     else:
         _report_tables(report)
-    if not report.usable:
-        names_missing = any(q.status == "missing" for q in report.required) or report.layout is None
-        raise MontageError(report.verdict, path=recording,
-                           hint="add an alias with --aliases FILE if the file names them differently"
-                           if names_missing else None)
+        style = "bold green" if usable else "bold red"
+        err.print(f"[{style}]{escape(clean(verdict))}[/]", highlight=False)
+    if task_input is not None:
+        task_input.require()
+    elif not report.usable:
+        raise MontageError(verdict, path=recording, hint="add an alias with --aliases FILE if the file names them "
+                                                         "differently")
 
 
 @montage_app.command("list")
-def list_(
-    as_json: bool = typer.Option(False, "--json", help="Write the layouts and registry statistics as JSON on stdout."),
-) -> None:
+def list_(as_json: JsonOption = False) -> None:
     """List the named layouts and the electrode registry's size."""
-    from lumamba_cli.montage import get_layout, list_layouts, load_registry
-
-    show_disclaimer(quiet=False)
     registry = load_registry()
     layouts = [get_layout(name, registry=registry) for name in list_layouts()]
     if as_json:
@@ -171,16 +141,11 @@ def list_(
 
 @montage_app.command("show")
 def show(
-    name: str = typer.Argument(..., help="Layout name (see `lumamba montage list`).", show_default=False),
-    aliases: Path | None = typer.Option(
-        None, "--aliases", metavar="FILE", help="TSV or JSON file with extra aliases/positions (see `montage check`)."
-    ),
-    as_json: bool = typer.Option(False, "--json", help="Write the channels and positions as JSON on stdout."),
+    name: Annotated[str, typer.Argument(help="Layout name (see `lumamba montage list`).", show_default=False)],
+    aliases: AliasesOption = None,
+    as_json: JsonOption = False,
 ) -> None:
     """Show a layout's channels, in order, with their positions (metres; bipolar = midpoint)."""
-    from lumamba_cli.montage import get_layout, load_registry
-
-    show_disclaimer(quiet=False)
     registry = load_registry(aliases)
     lay = get_layout(name, registry=registry)
     positions = lay.positions(dtype=float)

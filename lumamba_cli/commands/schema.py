@@ -2,27 +2,27 @@
 
 from __future__ import annotations
 
-from enum import Enum
+from enum import StrEnum
+from typing import Annotated
 
 import typer
 
-from lumamba_cli import console
+from lumamba_cli.console import print_json
 
 
-class SchemaKind(str, Enum):
+class SchemaKind(StrEnum):
     report = "report"
     manifest = "manifest"
 
 
 def schema(
-    kind: SchemaKind = typer.Option(
-        SchemaKind.report, "--kind", help="report: <stem>.<task>.json files; manifest: each line of manifest.jsonl."
-    ),
+    kind: Annotated[SchemaKind, typer.Option(
+        "--kind", help="report: <stem>.<task>.json files; manifest: each line of manifest.jsonl.")] = SchemaKind.report,
 ) -> None:
     """Print the JSON Schema (draft 2020-12) that lumamba's reports are validated against, on stdout."""
     from lumamba_cli.report import json_schema
 
-    console.print_json(json_schema(kind.value))
+    print_json(json_schema(kind.value))
 
 
 def register(app: typer.Typer) -> None:

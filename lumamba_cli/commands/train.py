@@ -2,193 +2,134 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
-from typing import Optional
+from typing import Annotated, Optional
 
 import typer
+from rich.markup import escape
 
 from lumamba_cli import DISCLAIMER
-
-DATASET_HELP = (
-    "Layout of --data: tuab (train|eval/normal|abnormal/01_tcp_ar/*.edf), tuar/tusl (EDF + TUH .csv annotations; "
-    "tuar serves the tuar, tuar_mc and tuar_mmc tasks; 01_tcp_ar and 02_tcp_le folders), "
-    "mumtaz ('H S1 EO.edf'…; upstream's fixed subject split), tdbrain (derivatives/ + TDBRAIN_participants_V2.tsv), apava (*.mat), "
-    "manifest (CSV path,label[,subject][,split])."
+from lumamba_cli.commands.options import (
+    CacheDtypeOption,
+    CacheOption,
+    DataOption,
+    DatasetOption,
+    DeviceOption,
+    EventsOption,
+    JsonOption,
+    LabelsOption,
+    QuietOption,
+    TaskOption,
 )
-CACHE_DTYPE_HELP = (
-    "float32 | float16: storage type of the preprocessed-window cache. float16 halves its disk and page-cache size "
-    "at ~3 significant digits (relative error ≤ 5e-4, well below EEG noise); values beyond ±65504 µV are refused. "
-    "Windows are z-scored after loading, in float32, either way."
+from lumamba_cli.console import clean, err, print_json
+from lumamba_cli.datasets import Dataset
+from lumamba_cli.preprocess import DEFAULT_CHUNK_S, DEFAULT_CHUNK_THRESHOLD_S, Mode, PreprocessPolicy
+from lumamba_cli.train import ClassWeights, HeadOption
+from lumamba_cli.window_cache import CacheDtype
+
+HELP = (
+    "Fine-tune a LuMamba head on labelled recordings (splits by subject, seeded; upstream optimisation by default). "
+    "Writes the head, splits.json, history.json and checkpoint.pt to --out and imports the head into the local "
+    f"head store.\n\n{DISCLAIMER}"
 )
-MODE_CHOICES = ("auto", "whole", "chunked")
 
 
-# Options shared by `train` and `evaluate`: one definition each, so their names and help never drift apart.
-def task_option():
-    return typer.Option(..., "--task", help="Task recipe id (e.g. tuab, tuar_mc); fixes labels and preprocessing.")
+def train_command(
+    task: TaskOption,
+    data: DataOption,
+    dataset: DatasetOption = Dataset.manifest,
+    encoder: Annotated[Optional[str], typer.Option(
+        "--encoder", help="Official encoder name or .safetensors file; 'none' trains from scratch. Default: the "
+                          "recipe's. Checked before any data is read.")] = None,
+    epochs: Annotated[int, typer.Option("--epochs", min=1, help="Maximum epochs (upstream: 50).")] = 50,
+    batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Windows per step (upstream: 512).")] = 64,
+    lr: Annotated[float, typer.Option("--lr", help="Peak AdamW learning rate.")] = 5e-4,
+    weight_decay: Annotated[float, typer.Option(
+        "--weight-decay", help="AdamW weight decay, applied to every trained parameter (norms and biases "
+                               "included), as upstream.")] = 0.05,
+    layer_decay: Annotated[float, typer.Option(
+        "--layer-decay", help="Layer-wise lr decay over the Mamba blocks: lr × decay^(num_blocks − i).")] = 0.75,
+    warmup_epochs: Annotated[float, typer.Option(
+        "--warmup-epochs", min=0, help="Linear warm-up from 1e-6, in epochs; then cosine to 1e-6 over all steps "
+                                       "(upstream's timm schedule, updated every step).")] = 5.0,
+    patience: Annotated[int, typer.Option("--patience", min=1, help="Early stopping: epochs without val-loss "
+                                                                    "gain.")] = 15,
+    freeze_encoder: Annotated[bool, typer.Option("--freeze-encoder", help="Train the head only.")] = False,
+    class_weights: Annotated[ClassWeights, typer.Option(
+        "--class-weights", help="Loss weighting: none, or balanced (inverse class frequency).")] = ClassWeights.none,
+    seed: Annotated[int, typer.Option("--seed", help="Seeds the split, the batch order and the "
+                                                     "initialisation.")] = 0,
+    head_option: Annotated[Optional[HeadOption], typer.Option(
+        "--head-option", help="The classifier: luna (query head), mamba or linear. Default: the recipe's.")] = None,
+    config: Annotated[str, typer.Option(
+        "--config", help="Model size: tiny (the released encoder), 8block, or key=value overrides.")] = "tiny",
+    device: DeviceOption = "auto",
+    resume: Annotated[bool, typer.Option("--resume", help="Continue from <out>/checkpoint.pt (same "
+                                                          "options).")] = False,
+    out: Annotated[Optional[Path], typer.Option("--out", help="Output folder (default "
+                                                              "./lumamba-train-<task>).")] = None,
+    name: Annotated[Optional[str], typer.Option("--name", help="Head file name inside --out (default: the task "
+                                                               "id).")] = None,
+    events: EventsOption = None,
+    labels: LabelsOption = None,
+    cache: CacheOption = None,
+    cache_dtype: CacheDtypeOption = CacheDtype.float32,
+    mode: Annotated[Mode, typer.Option(
+        "--mode", help="Preprocessing, as `lumamba screen --mode`. Recorded in the head: screen and evaluate use "
+                       "the same policy unless told otherwise.")] = Mode.auto,
+    chunk_s: Annotated[float, typer.Option("--chunk-s", min=10.0, help="Chunk length in seconds (chunked "
+                                                                       "mode).")] = DEFAULT_CHUNK_S,
+    chunk_threshold_s: Annotated[float, typer.Option(
+        "--chunk-threshold-s", min=0.0, help="auto mode: segments longer than this are chunked.")]
+    = DEFAULT_CHUNK_THRESHOLD_S,
+    no_import: Annotated[bool, typer.Option("--no-import", help="Do not copy the head into the head store.")] = False,
+    as_json: JsonOption = False,
+    quiet: QuietOption = False,
+) -> None:
+    from lumamba_cli.train import TrainOptions, train
 
+    options = TrainOptions(
+        task=task, data=data, dataset=dataset, encoder=encoder, epochs=epochs, batch_size=batch_size, lr=lr,
+        weight_decay=weight_decay, layer_decay=layer_decay, warmup_epochs=warmup_epochs, patience=patience,
+        freeze_encoder=freeze_encoder, class_weights=class_weights, seed=seed, head_option=head_option,
+        config=config, device=device, resume=resume, out=out, name=name, events=events, labels_file=labels,
+        cache_dir=cache, import_to_store=not no_import, policy=PreprocessPolicy(mode, chunk_s, chunk_threshold_s),
+        cache_dtype=cache_dtype,
+    )
+    log = None if quiet else (lambda text: err.print(clean(text), markup=False, highlight=False))
+    if not quiet and err.is_terminal:
+        from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
-def data_option():
-    return typer.Option(..., "--data", help="Dataset folder, or the manifest CSV for --dataset manifest.")
+        bar = Progress(TextColumn("epoch {task.fields[epoch]}"), BarColumn(), TextColumn("loss {task.fields[loss]:.4f}"),
+                       TimeRemainingColumn(), console=err, transient=True)
+        current = {"id": None}
 
+        def progress(epoch: int, step: int, steps: int, loss: float) -> None:
+            if current["id"] is None or step == 1:
+                if current["id"] is not None:
+                    bar.remove_task(current["id"])
+                current["id"] = bar.add_task("train", total=steps, epoch=epoch + 1, loss=loss)
+            bar.update(current["id"], completed=step, loss=loss)
 
-def dataset_option():
-    return typer.Option("manifest", "--dataset", help=DATASET_HELP)
+        with bar:
+            result = train(options, log=log, progress=progress)
+    else:
+        result = train(options, log=log)
 
-
-def events_option():
-    return typer.Option(None, "--events", help="manifest only: CSV path,start_s,end_s,label for window-level labels.")
-
-
-def labels_option():
-    return typer.Option(None, "--labels", help="apava only: CSV path,label for each .mat.")
-
-
-def cache_option():
-    return typer.Option(None, "--cache", help="Window cache folder (default in LUMAMBA_HOME).")
-
-
-def cache_dtype_option():
-    return typer.Option("float32", "--cache-dtype", help=CACHE_DTYPE_HELP)
-
-
-def device_option(extra: str = ""):
-    return typer.Option("auto", "--device", help="auto | cpu | cuda | cuda:N" + extra + ".")
-
-
-def json_option(what: str):
-    return typer.Option(False, "--json", help=f"Print {what} as JSON on stdout.")
-
-
-def choice(option: str, value: str, choices: tuple[str, ...]) -> str:
-    from lumamba_cli.errors import UsageError
-
-    lowered = value.lower()
-    if lowered not in choices:
-        raise UsageError(f"{option} must be one of {', '.join(choices)} (got {value!r})")
-    return lowered
+    if as_json:
+        print_json({
+            "task": task, "head": str(result.head_path), "head_id": result.head_id, "out": str(result.out_dir),
+            "best_epoch": result.best_epoch, "epochs_run": result.epochs_run, "validation": result.val_metrics,
+            "data": {k: v for k, v in result.data_summary.items() if k not in ("input_sha256", "split_subjects")},
+            "warnings": result.warnings, "disclaimer": DISCLAIMER,
+        })
+    if not quiet:
+        for warning in result.warnings:
+            err.print(f"[yellow]warning:[/] {escape(clean(warning))}")
+        where = f" and stored as [bold]{result.head_id}[/]" if result.head_id else ""
+        err.print(f"head written to {escape(str(result.head_path))}{where} (best epoch {result.best_epoch}; use it "
+                  f"with `lumamba screen --task {task}` or `lumamba evaluate --task {task}`)")
 
 
 def register(app: typer.Typer) -> None:
-    @app.command(
-        "train",
-        help=(
-            "Fine-tune a LuMamba head on labelled recordings (splits by subject, seeded; upstream optimisation "
-            "by default). Writes the head, splits.json, history.json and checkpoint.pt to --out and imports the "
-            f"head into the local head store.\n\n{DISCLAIMER}"
-        ),
-    )
-    def train_command(
-        task: str = task_option(),
-        data: Path = data_option(),
-        dataset: str = dataset_option(),
-        encoder: Optional[str] = typer.Option(
-            None, "--encoder",
-            help="Official encoder name or .safetensors file; 'none' trains from scratch. Default: the recipe's.",
-        ),
-        epochs: int = typer.Option(50, "--epochs", min=1, help="Maximum epochs (upstream: 50)."),
-        batch_size: int = typer.Option(64, "--batch-size", min=1, help="Windows per step (upstream: 512)."),
-        lr: float = typer.Option(5e-4, "--lr", help="Peak AdamW learning rate."),
-        weight_decay: float = typer.Option(
-            0.05, "--weight-decay",
-            help="AdamW weight decay, applied to every trained parameter (norms and biases included), as upstream.",
-        ),
-        layer_decay: float = typer.Option(
-            0.75, "--layer-decay", help="Layer-wise lr decay over the Mamba blocks: lr × decay^(num_blocks − i)."
-        ),
-        warmup_epochs: float = typer.Option(
-            5.0, "--warmup-epochs", min=0,
-            help="Linear warm-up from 1e-6, in epochs; then cosine to 1e-6 over all steps (upstream's timm "
-            "schedule, updated every step).",
-        ),
-        patience: int = typer.Option(15, "--patience", min=1, help="Early stopping: epochs without val-loss gain."),
-        freeze_encoder: bool = typer.Option(False, "--freeze-encoder", help="Train the head only."),
-        class_weights: str = typer.Option("none", "--class-weights", help="none | balanced (inverse frequency)."),
-        seed: int = typer.Option(0, "--seed", help="Seeds the split, the batch order and the initialisation."),
-        head_option: Optional[str] = typer.Option(
-            None, "--head-option", help="luna (alias luma) | mamba | linear. Default: the recipe's."
-        ),
-        config: str = typer.Option(
-            "tiny", "--config", help="Model size: tiny (the released encoder), 8block, or key=value overrides."
-        ),
-        device: str = device_option(" (bf16 autocast on GPU)"),
-        resume: bool = typer.Option(False, "--resume", help="Continue from <out>/checkpoint.pt (same options)."),
-        out: Optional[Path] = typer.Option(None, "--out", help="Output folder (default ./lumamba-train-<task>)."),
-        name: Optional[str] = typer.Option(None, "--name", help="Head file name (default: the task id)."),
-        events: Optional[Path] = events_option(),
-        labels: Optional[Path] = labels_option(),
-        cache: Optional[Path] = cache_option(),
-        cache_dtype: str = cache_dtype_option(),
-        mode: str = typer.Option(
-            "auto", "--mode",
-            help="auto | whole | chunked preprocessing (as `lumamba screen --mode`). Recorded in the head: screen "
-                 "and evaluate use the same policy unless told otherwise.",
-        ),
-        chunk_s: float = typer.Option(300.0, "--chunk-s", min=10.0, help="Chunk length in seconds (chunked mode)."),
-        chunk_threshold_s: float = typer.Option(
-            3600.0, "--chunk-threshold-s", min=0.0, help="auto mode: segments longer than this are chunked."
-        ),
-        no_import: bool = typer.Option(False, "--no-import", help="Do not copy the head into the head store."),
-        json_out: bool = json_option("the result"),
-        quiet: bool = typer.Option(False, "--quiet", help="Only errors on stderr."),
-    ) -> None:
-        from lumamba_cli import console
-        from lumamba_cli.train import TrainOptions, train
-
-        console.show_disclaimer(quiet)
-        options = TrainOptions(
-            task=task, data=data, dataset=dataset.lower(), encoder=encoder, epochs=epochs, batch_size=batch_size,
-            lr=lr, weight_decay=weight_decay, layer_decay=layer_decay, warmup_epochs=warmup_epochs,
-            patience=patience, freeze_encoder=freeze_encoder, class_weights=class_weights.lower(), seed=seed,
-            head_option=head_option, config=config, device=device, resume=resume, out=out, name=name,
-            events=events, labels_file=labels, cache_dir=cache, import_to_store=not no_import,
-            preprocess_mode=choice("--mode", mode, MODE_CHOICES), chunk_s=chunk_s, chunk_threshold_s=chunk_threshold_s,
-            cache_dtype=choice("--cache-dtype", cache_dtype, ("float32", "float16")),
-        )
-        log = (lambda text: None) if quiet else (lambda text: console.err.print(text, markup=False, highlight=False))
-        progress_bar = None
-        if not quiet and sys.stderr.isatty():
-            from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
-
-            progress_bar = Progress(
-                TextColumn("epoch {task.fields[epoch]}"), BarColumn(), TextColumn("loss {task.fields[loss]:.4f}"),
-                TimeRemainingColumn(), console=console.err, transient=True,
-            )
-        if progress_bar is not None:
-            bar_task = {"id": None}
-
-            def progress(epoch, step, steps, loss):
-                if bar_task["id"] is None or step == 1:
-                    if bar_task["id"] is not None:
-                        progress_bar.remove_task(bar_task["id"])
-                    bar_task["id"] = progress_bar.add_task("train", total=steps, epoch=epoch + 1, loss=loss)
-                progress_bar.update(bar_task["id"], completed=step, loss=loss)
-
-            with progress_bar:
-                result = train(options, log=log, progress=progress)
-        else:
-            result = train(options, log=log)
-
-        summary = {
-            "task": task,
-            "head": str(result.head_path),
-            "head_id": result.head_id,
-            "out": str(result.out_dir),
-            "best_epoch": result.best_epoch,
-            "epochs_run": result.epochs_run,
-            "validation": result.val_metrics,
-            "data": {k: v for k, v in result.data_summary.items() if k not in ("input_sha256", "split_subjects")},
-            "warnings": result.warnings,
-            "disclaimer": DISCLAIMER,
-        }
-        if json_out:
-            console.print_json(summary)
-        if not quiet:
-            for warning in result.warnings:
-                console.err.print(f"[yellow]warning:[/] {warning}")
-            where = f" and stored as [bold]{result.head_id}[/]" if result.head_id else ""
-            console.err.print(
-                f"head written to {result.head_path}{where} (best epoch {result.best_epoch}; "
-                f"use it with `lumamba screen --task {task}` or `lumamba evaluate --task {task}`)"
-            )
+    app.command("train", help=HELP)(train_command)

@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
+from typing import Annotated, Optional
 
 import typer
 from rich.table import Table
 
 from lumamba_cli import DISCLAIMER
-from lumamba_cli import weights as W
-from lumamba_cli.console import err, print_json, show_disclaimer
-from lumamba_cli.errors import WeightsError
+from lumamba_cli import encoders as W
+from lumamba_cli.commands.options import JsonOption
+from lumamba_cli.console import err, print_json
+from lumamba_cli.errors import UsageError, WeightsError
 
 weights_app = typer.Typer(
     help=(
@@ -22,22 +23,18 @@ weights_app = typer.Typer(
     no_args_is_help=True,
 )
 
-_JSON = typer.Option(False, "--json", help="Write JSON to stdout instead of a table on stderr.")
-
-
 def register(app: typer.Typer) -> None:
     app.add_typer(weights_app, name="weights")
 
 
 @weights_app.command("list")
-def list_command(json_output: bool = _JSON) -> None:
+def list_command(as_json: JsonOption = False) -> None:
     """List the official encoders, their pre-training objective and whether a verified copy is local."""
-    show_disclaimer()
     rows = []
     for entry in W.list_encoders():
         status, path = W.local_status(entry)
         rows.append((entry, status, path))
-    if json_output:
+    if as_json:
         print_json(
             {
                 "disclaimer": DISCLAIMER,
@@ -71,15 +68,15 @@ def list_command(json_output: bool = _JSON) -> None:
 
 @weights_app.command("pull")
 def pull_command(
-    name: Optional[str] = typer.Argument(None, help="Encoder short name (see `lumamba weights list`); default: the default encoder."),
-    all_encoders: bool = typer.Option(False, "--all", help="Download all four official encoders."),
-    force: bool = typer.Option(False, "--force", help="Download again even if a verified copy is cached."),
-    json_output: bool = _JSON,
+    name: Annotated[Optional[str], typer.Argument(
+        help="Encoder short name (see `lumamba weights list`); default: the default encoder.")] = None,
+    all_encoders: Annotated[bool, typer.Option("--all", help="Download all four official encoders.")] = False,
+    force: Annotated[bool, typer.Option("--force", help="Download again even if a verified copy is cached.")] = False,
+    as_json: JsonOption = False,
 ) -> None:
     """Download an encoder at its pinned commit and check its size and sha256 (refused on mismatch)."""
-    show_disclaimer()
     if all_encoders and name:
-        raise typer.BadParameter("give either NAME or --all, not both")
+        raise UsageError("give either NAME or --all, not both")
     entries = W.list_encoders() if all_encoders else [W.get_encoder(name)]
     done = []
     for entry in entries:
@@ -87,7 +84,7 @@ def pull_command(
         path = W.pull(entry.name, force=force)
         done.append({"name": entry.name, "path": str(path), "sha256": entry.sha256, "verified": True})
         err.print(f"[green]verified[/] {entry.name}: {path}")
-    if json_output:
+    if as_json:
         print_json({"disclaimer": DISCLAIMER, "encoders": done})
 
 
@@ -117,22 +114,20 @@ def _verification_targets(target: Optional[str]) -> list[tuple[Path, Optional[W.
 
 @weights_app.command("verify")
 def verify_command(
-    target: Optional[str] = typer.Argument(
-        None, help="An encoder file (any path) or a registry name; default: every encoder file present locally."
-    ),
-    json_output: bool = _JSON,
+    target: Annotated[Optional[str], typer.Argument(
+        help="An encoder file (any path) or a registry name; default: every encoder file present locally.")] = None,
+    as_json: JsonOption = False,
 ) -> None:
     """Re-read encoder files completely: sha256, size, registry match and the official 142-key layout."""
-    show_disclaimer()
     results = [W.verify(path, expected=entry) for path, entry in _verification_targets(target)]
-    if json_output:
+    if as_json:
         print_json({"disclaimer": DISCLAIMER, "results": [r.to_dict() for r in results]})
     else:
         table = Table(title="encoder verification")
         for column in ("file", "size", "sha256", "registry", "layout", "result"):
             table.add_column(column)
         for r in results:
-            layout = ("ok" if not r.layout_error else "[red]wrong[/]") if r.layout_checked else "[yellow]not checked[/]"
+            layout = "ok" if not r.layout_error else "[red]wrong[/]"
             table.add_row(
                 str(r.path),
                 f"{r.size:,}",
@@ -145,8 +140,6 @@ def verify_command(
         for r in results:
             for problem in r.problems:
                 err.print(f"[red]{r.path}:[/] {problem}")
-            if not r.layout_checked:
-                err.print(f"[yellow]{r.path}: key layout not checked (checkpoint module unavailable)[/]")
     failed = [r for r in results if not r.ok]
     if failed:
         raise WeightsError(f"{len(failed)} of {len(results)} encoder file(s) failed verification", path=failed[0].path)
@@ -154,29 +147,27 @@ def verify_command(
 
 @weights_app.command("path")
 def path_command(
-    name: Optional[str] = typer.Argument(None, help="Encoder short name; default: the default encoder."),
+    name: Annotated[Optional[str], typer.Argument(help="Encoder short name; default: the default encoder.")] = None,
 ) -> None:
     """Print the path of a verified local copy of an encoder (stdout), or fail with how to get one."""
-    show_disclaimer()
     typer.echo(str(W.encoder_path(name)))
 
 
 @weights_app.command("import")
 def import_command(
-    file: Path = typer.Argument(..., help="An encoder .safetensors file copied by hand (e.g. on an air-gapped site)."),
-    allow_unregistered: bool = typer.Option(
-        False,
+    file: Annotated[Path, typer.Argument(help="An encoder .safetensors file copied by hand (e.g. on an air-gapped "
+                                              "site).")],
+    allow_unregistered: Annotated[bool, typer.Option(
         "--allow-unregistered",
-        help="Accept a file whose sha256 is not an official release (its key layout is still checked).",
-    ),
-    force: bool = typer.Option(False, "--force", help="Replace a different file already imported under this name."),
-    json_output: bool = _JSON,
+        help="Accept a file whose sha256 is not an official release (its key layout is still checked).")] = False,
+    force: Annotated[bool, typer.Option(
+        "--force", help="Replace a different file already imported under this name.")] = False,
+    as_json: JsonOption = False,
 ) -> None:
     """Check an encoder file against the registry and copy it into $LUMAMBA_HOME/encoders."""
-    show_disclaimer()
     result = W.import_encoder(file, allow_unregistered=allow_unregistered, force=force)
     entry = result.verification.entry
-    if json_output:
+    if as_json:
         print_json(
             {
                 "disclaimer": DISCLAIMER,

@@ -15,24 +15,24 @@ A file that does not cover the model exactly (missing, unexpected or mis-shaped 
 
 from __future__ import annotations
 
-import json
-import os
 import re
-from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Mapping
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from lumamba_cli import __version__
 from lumamba_cli.errors import WeightsError
 from lumamba_cli.fileio import atomic_write_bytes, sha256_file
+from lumamba_cli.headfile import (
+    HEAD_METADATA_KEY,
+    HeadMetadata,
+    is_safetensors,
+    read_head_metadata,
+    read_safetensors_header,
+)
 from lumamba_cli.model.lumamba import LuMamba, LuMambaConfig
 
 PREFIX = "model."
-HEAD_METADATA_KEY = "lumamba_head"
-HEAD_FORMAT_VERSION = 1
 # Only the pre-training model has these; classification drops them (upstream fine-tuning does the same).
 RECONSTRUCTION_PREFIXES = ("decoder_head.", "channel_emb.")
 CLASSIFIER_PREFIX = "classifier."
@@ -82,40 +82,6 @@ def _first(keys: list[str]) -> str:
 
 
 # ------------------------------------------------------------------------------------- raw file access
-def _is_safetensors(path: Path) -> bool:
-    # 8-byte little-endian header length followed by a JSON object
-    with open(path, "rb") as handle:
-        head = handle.read(9)
-    return len(head) == 9 and head[8:9] == b"{" and int.from_bytes(head[:8], "little") < os.path.getsize(path)
-
-
-def _safetensors_header(path: Path) -> tuple[dict[str, tuple[tuple[int, ...], str]], dict[str, str]]:
-    """{key: (shape, dtype)} and the metadata, reading only the header."""
-    from safetensors import safe_open
-
-    try:
-        with safe_open(str(path), framework="pt") as handle:
-            metadata = dict(handle.metadata() or {})
-            info = {}
-            for key in handle.keys():
-                sl = handle.get_slice(key)
-                info[key] = (tuple(sl.get_shape()), str(sl.get_dtype()))
-    except Exception as exc:  # safetensors raises its own error types for corrupt files
-        raise WeightsError(f"not a readable safetensors file ({exc})", path=path) from None
-    return info, metadata
-
-
-def _existing_safetensors_header(
-    path: Path, *, missing: str, not_safetensors: str
-) -> tuple[dict[str, tuple[tuple[int, ...], str]], dict[str, str]]:
-    """:func:`_safetensors_header` of a file that must exist and be safetensors; the messages name what was expected."""
-    if not path.is_file():
-        raise WeightsError(missing, path=path)
-    if not _is_safetensors(path):
-        raise WeightsError(not_safetensors, path=path)
-    return _safetensors_header(path)
-
-
 def _load_safetensors(path: Path) -> dict[str, torch.Tensor]:
     from safetensors.torch import load_file
 
@@ -149,7 +115,7 @@ def read_tensors(path: str | Path) -> dict[str, torch.Tensor]:
     path = Path(path)
     if not path.is_file():
         raise WeightsError("weights file not found", path=path)
-    if _is_safetensors(path):
+    if is_safetensors(path):
         return _load_safetensors(path)
     return _load_lightning(path)
 
@@ -183,9 +149,7 @@ def check_official_layout(path: str | Path) -> None:
     their shapes, all float32. Reads only the header.
     """
     path = Path(path)
-    info, _ = _existing_safetensors_header(
-        path, missing="weights file not found", not_safetensors="is not a safetensors file (official LuMamba files are)"
-    )
+    info = read_safetensors_header(path, what="encoder file").tensors
     unprefixed = sorted(k for k in info if not k.startswith(PREFIX))
     if unprefixed:
         raise WeightsError(f"{len(unprefixed)} keys lack the '{PREFIX}' prefix ({_first(unprefixed)})", path=path)
@@ -222,11 +186,15 @@ def load_official_encoder(path: str | Path, *, reconstruction: bool = True,
 
 def load_model(path: str | Path, config: LuMambaConfig | None = None, *, encoder_path=None,
                allow_new_head: bool = False, backend: str = "torch") -> LuMamba:
-    """:meth:`LuMamba.from_checkpoint`: official/Lightning encoder or lumamba head file → model in eval mode."""
+    """A model in eval mode from an official encoder file, a Lightning ``.ckpt`` or a lumamba head file.
+
+    Official files hold the pre-training model; without ``config`` that is what you get. A config with a
+    classifier that the file does not contain is refused unless ``allow_new_head`` (fine-tuning starts from a
+    fresh head)."""
     path = Path(path)
     if not path.is_file():
         raise WeightsError("weights file not found", path=path)
-    if _is_safetensors(path) and HEAD_METADATA_KEY in _safetensors_header(path)[1]:
+    if is_safetensors(path) and HEAD_METADATA_KEY in read_safetensors_header(path).metadata:
         model, metadata = load_head(path, encoder_path=encoder_path, backend=backend)
         if config is not None and config.to_dict() != metadata.config:
             raise WeightsError("the head file's configuration differs from the one requested", path=path)
@@ -249,34 +217,6 @@ def load_model(path: str | Path, config: LuMambaConfig | None = None, *, encoder
 
 
 # ----------------------------------------------------------------------------------------- head files
-class EncoderRef(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    name: str
-    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
-
-
-class HeadMetadata(BaseModel):
-    """What a head file says about itself (stored as JSON under the ``lumamba_head`` metadata key)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    format_version: int = HEAD_FORMAT_VERSION
-    task: str
-    recipe_id: str
-    recipe_hash: str
-    labels: list[str]
-    classification_type: str
-    num_classes: int
-    head_option: str | None
-    config: dict[str, Any] = Field(default_factory=dict)  # LuMambaConfig.to_dict(); filled by save_head
-    encoder: EncoderRef | None = None  # official file it was fine-tuned from; None = trained from scratch
-    contains_encoder: bool = True  # False: only classifier.* tensors, the encoder comes from `encoder`
-    tool_version: str = __version__
-    created: str = Field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
-    training: dict[str, Any] = Field(default_factory=dict)
-    metrics: dict[str, Any] = Field(default_factory=dict)
-
-
 def save_head(path: str | Path, model: LuMamba, metadata: HeadMetadata) -> Path:
     """Write ``model`` (whole, or only its ``classifier.*`` tensors) with its metadata, atomically."""
     from safetensors.torch import save
@@ -312,26 +252,6 @@ def save_head(path: str | Path, model: LuMamba, metadata: HeadMetadata) -> Path:
     return path
 
 
-def read_head_metadata(path: str | Path) -> HeadMetadata:
-    path = Path(path)
-    _, raw = _existing_safetensors_header(
-        path, missing="head file not found", not_safetensors="is not a safetensors head file"
-    )
-    if HEAD_METADATA_KEY not in raw:
-        raise WeightsError(f"has no '{HEAD_METADATA_KEY}' metadata: not a lumamba head file", path=path)
-    try:
-        metadata = HeadMetadata.model_validate(json.loads(raw[HEAD_METADATA_KEY]))
-    except (ValueError, ValidationError) as exc:
-        first = str(exc).splitlines()[0]
-        raise WeightsError(f"invalid head metadata ({first})", path=path) from None
-    if metadata.format_version > HEAD_FORMAT_VERSION:
-        raise WeightsError(
-            f"head format {metadata.format_version} is newer than this lumamba understands ({HEAD_FORMAT_VERSION})",
-            path=path, hint="upgrade lumamba",
-        )
-    return metadata
-
-
 def load_head(path: str | Path, encoder_path: str | Path | None = None, *,
               backend: str = "torch") -> tuple[LuMamba, HeadMetadata]:
     """Model (eval mode) and metadata of a head file; head-only files need the matching ``encoder_path``."""
@@ -351,7 +271,7 @@ def load_head(path: str | Path, encoder_path: str | Path | None = None, *,
                 f"holds only the head; it needs the encoder '{metadata.encoder.name}' "
                 f"(sha256 {metadata.encoder.sha256[:12]}…)", path=path,
             )
-        digest = sha256_file(encoder_path)
+        digest = sha256_file(encoder_path, cached=True)
         if digest != metadata.encoder.sha256:
             raise WeightsError(
                 f"encoder sha256 {digest[:12]}… is not the {metadata.encoder.sha256[:12]}… this head was trained on "

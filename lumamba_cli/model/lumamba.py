@@ -541,21 +541,6 @@ class LuMamba(nn.Module):
         out["logits"] = self._classify(hidden)
         return out
 
-    # ---- loading
-    @classmethod
-    def from_checkpoint(cls, path, config: LuMambaConfig | None = None, *, encoder_path=None,
-                        allow_new_head: bool = False, backend: str = "torch") -> "LuMamba":
-        """Build a model from an official encoder file, a Lightning ``.ckpt`` or a lumamba head file.
-
-        Official files hold the pre-training model; without ``config`` that is what you get. A config with a
-        classifier that the file does not contain is refused unless ``allow_new_head`` (fine-tuning starts
-        from a fresh head). See :mod:`lumamba_cli.model.checkpoint`.
-        """
-        from lumamba_cli.model import checkpoint
-
-        return checkpoint.load_model(path, config, encoder_path=encoder_path, allow_new_head=allow_new_head,
-                                     backend=backend)
-
     def parameter_count(self) -> int:
         return sum(p.numel() for p in self.parameters())
 
