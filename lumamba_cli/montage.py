@@ -336,6 +336,7 @@ class Registry:
                         )
                 else:
                     required.how = "; ".join(absent(e) for e in (need.anode, need.cathode) if e not in referential)
+                    required.bad = any(e in bad for e in (need.anode, need.cathode))
             else:
                 if need.canonical in referential:
                     feeders = [(referential[need.canonical], 1.0)]
@@ -343,6 +344,7 @@ class Registry:
                 else:
                     required.how = (absent(need.canonical) if need.canonical in bad
                                     else f"no referential channel for {_display(need.canonical)}")
+                    required.bad = need.canonical in bad
             required.file_channels = [r.index for r, _ in feeders]
             for r, _ in feeders:
                 r.used = True
@@ -380,6 +382,9 @@ class Registry:
                 f"not usable for {layout.name}: {len(missing)} of {len(layout.channels)} channels missing "
                 f"({', '.join(q.name for q in missing[:8])}{'…' if len(missing) > 8 else ''})"
             )
+            bad_ones = [q for q in missing if q.bad]
+            if bad_ones:
+                report.verdict += f"; {bad_ones[0].name}: {bad_ones[0].how}"
         elif len(rates) > 1:
             report.usable = False
             report.verdict = (
@@ -527,10 +532,11 @@ class RequiredChannel:
     status: Literal["present", "derivable", "missing"] = "missing"
     how: str = ""
     file_channels: list[int] = field(default_factory=list)
+    bad: bool = False  # missing because a channel it needs is marked bad (no alias can fix that)
 
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, "canonical": self.canonical, "status": self.status, "how": self.how,
-                "file_channels": self.file_channels}
+                "file_channels": self.file_channels, "bad": self.bad}
 
 
 @dataclass

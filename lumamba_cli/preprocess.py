@@ -465,7 +465,7 @@ def prepare(recording: RecordingLike, recipe: Recipe, registry: Registry,
     problem, names_missing = None, False
     if not montage.usable or montage.derivation is None:
         problem = montage.verdict
-        names_missing = layout is None or bool(montage.missing)
+        names_missing = layout is None or any(not q.bad for q in montage.required if q.status == "missing")
     elif montage.derivation.sfreq is not None:
         rate_problem = recipe.native_rate_problem(float(montage.derivation.sfreq))
         if rate_problem:

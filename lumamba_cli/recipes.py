@@ -105,7 +105,7 @@ class Recipe(_Strict):
     title: str
     description: str
     aliases: list[str] = Field(default_factory=list)
-    purpose: Literal["model", "qc"] = "model"
+    purpose: Literal["model", "qc", "embed"] = "model"
 
     labels: list[str] = Field(description="output names: class names, or per-output names for mc/mmc/regression")
     classification_type: ClassificationType
@@ -148,10 +148,12 @@ class Recipe(_Strict):
             n = self.window_s * self.target_sfreq
             if abs(n - round(n)) > 1e-6:
                 raise ValueError(f"window_s × target_sfreq = {n} is not a whole number of samples")
-            if self.purpose == "model" and round(n) % PATCH_SAMPLES:
+            if self.purpose in ("model", "embed") and round(n) % PATCH_SAMPLES:
                 raise ValueError(f"window of {round(n)} samples is not a multiple of {PATCH_SAMPLES} (spec Q8)")
         if self.purpose == "model" and (self.layout is None or self.target_sfreq is None):
             raise ValueError("a model recipe needs a layout and a target_sfreq")
+        if self.purpose == "embed" and self.target_sfreq is None:
+            raise ValueError("an embed recipe needs a target_sfreq")
         if self.tuh_row_order == "script" and not self.row_order_script:
             raise ValueError("tuh_row_order 'script' needs row_order_script")
         if self.classification_type in ("bc", "mcc") and self.num_outputs != len(self.labels):

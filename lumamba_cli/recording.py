@@ -546,6 +546,17 @@ class ArrayRecording(_Samples):
     def _physical_into(self, out: np.ndarray, channels: list[int], first: int, count: int) -> None:
         out[:] = self._data[channels, first:first + count]
 
+    def content_sha256(self) -> str:
+        """sha256 of what was given (rate, names, kinds, segments, µV samples): the report's input checksum."""
+        import hashlib
+
+        digest = hashlib.sha256()
+        described = [self.channels[0].sfreq if self.channels else 0.0, [(c.label, c.kind) for c in self.channels],
+                     [(s.data_start_s, s.duration_s) for s in self.segments]]
+        digest.update(repr(described).encode("utf-8"))
+        digest.update(self._data.tobytes())
+        return digest.hexdigest()
+
     @classmethod
     def from_mne(cls, raw: Any, *, path: str | os.PathLike[str] | None = None) -> ArrayRecording:
         """An ``mne.io.BaseRaw`` as it is in memory (cropped, renamed, re-referenced …): data in µV, MNE's channel

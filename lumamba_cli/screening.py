@@ -552,7 +552,10 @@ def plan_run(options: ScreenOptions) -> tuple[ScreenOptions, ScreenPlan, dict[st
     """The tasks, heads and per-task preprocessing of a run; everything that can fail before a file is read."""
     # `--task qc` asks for the model-free report, which every run without a model task writes anyway.
     recipes = [load_recipe(t) for t in options.tasks]
-    model_tasks = tuple(dict.fromkeys(r.id for r in recipes if r.purpose != "qc"))
+    embedding = [r.id for r in recipes if r.purpose == "embed"]
+    if embedding:
+        raise UsageError(f"task '{embedding[0]}' has no scores to screen: use `lumamba embed`")
+    model_tasks = tuple(dict.fromkeys(r.id for r in recipes if r.purpose == "model"))
     qc_requested = len(model_tasks) < len(recipes)
     if options.head is not None and not model_tasks:
         model_tasks = (show_head(options.head).task,)  # --head alone: the task its metadata names

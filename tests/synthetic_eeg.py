@@ -69,15 +69,26 @@ def synthesize(
     return data
 
 
-def write_edf(path: Path, data_uv: np.ndarray, fs: float, labels: list[str]) -> Path:
+def write_edf(path: Path, data_uv: np.ndarray, fs: float, labels: list[str], *, physical_uv: float = 1000.0,
+              transducer: str = "AgAgCl electrode") -> Path:
+    """The tests' one EDF+ writer (pyedflib): (channels, samples) µV at ``fs``, physical range ±``physical_uv``
+    (values beyond are clipped just inside it). ``tests/edf_factory.py`` writes bytes independently instead."""
     path.parent.mkdir(parents=True, exist_ok=True)
     headers = highlevel.make_signal_headers(
-        labels, dimension="uV", sample_frequency=fs, physical_min=-1000.0, physical_max=1000.0
+        labels, dimension="uV", sample_frequency=fs, physical_min=-physical_uv, physical_max=physical_uv
     )
     for header in headers:
-        header["transducer"] = "AgAgCl electrode"
-    highlevel.write_edf(str(path), np.clip(data_uv, -999.0, 999.0), headers, file_type=pyedflib.FILETYPE_EDFPLUS)
+        header["transducer"] = transducer
+    limit = physical_uv * 0.999
+    highlevel.write_edf(str(path), np.clip(data_uv, -limit, limit), headers, file_type=pyedflib.FILETYPE_EDFPLUS)
     return path
+
+
+def noise_edf(path: Path, labels: list[str], sfreq: float = 128, seconds: float = 4, *, seed: int = 1) -> Path:
+    """White noise of 20 µV std on every channel: for tests about names, layouts and rates, not about signals."""
+    rng = np.random.default_rng(seed)
+    return write_edf(path, rng.standard_normal((len(labels), int(sfreq * seconds))) * 20, sfreq, labels,
+                     physical_uv=500.0, transducer="")
 
 
 def tuh_labels(electrodes=TUH_ELECTRODES) -> list[str]:

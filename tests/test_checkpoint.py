@@ -22,7 +22,7 @@ from lumamba_cli.model.checkpoint import (
     save_head,
     sha256_file,
 )
-from lumamba_cli.model.formula import formula_state_dict
+from lumamba_cli.model.formula import formula_state_dict, save_formula_encoder
 
 
 
@@ -37,10 +37,8 @@ def official_state() -> dict[str, torch.Tensor]:
 
 
 @pytest.fixture(scope="module")
-def official_file(official_state, tmp_path_factory):
-    path = tmp_path_factory.mktemp("enc") / "LuMamba_formula.safetensors"
-    save_file(official_state, str(path))
-    return path
+def official_file(tmp_path_factory):
+    return save_formula_encoder(tmp_path_factory.mktemp("enc") / "LuMamba_formula.safetensors")
 
 
 def small_inputs(batch=2, channels=22, samples=320):

@@ -11,30 +11,13 @@ import pytest
 
 from lumamba_cli import DISCLAIMER
 from cli_helpers import run_cli
+from synthetic_eeg import noise_edf as write_edf
 from test_montage import SPEC_TUH22
 
 
 def run(capsys, *argv: str) -> tuple[int, str, str]:
     code, out, err = run_cli(list(argv), capsys)
     return code, out, " ".join(err.split())  # table cells and lines folded into one text
-
-
-def write_edf(path, labels, sfreq=128, seconds=4):
-    pyedflib = pytest.importorskip("pyedflib")
-    rng = np.random.default_rng(1)
-    headers = [
-        {"label": label, "dimension": "uV", "sample_frequency": sfreq, "physical_max": 500.0,
-         "physical_min": -500.0, "digital_max": 32767, "digital_min": -32768, "transducer": "", "prefilter": ""}
-        for label in labels
-    ]
-    data = [rng.standard_normal(sfreq * seconds) * 20 for _ in labels]
-    writer = pyedflib.EdfWriter(str(path), len(labels), file_type=pyedflib.FILETYPE_EDFPLUS)
-    try:
-        writer.setSignalHeaders(headers)
-        writer.writeSamples(data)
-    finally:
-        writer.close()
-    return path
 
 
 def test_absence_recording_for_tuab(capsys, absence_edf):

@@ -69,21 +69,12 @@ def crop_records(src: Path, dst: Path, n_records: int) -> Path:
 
 def write_non_eeg(path: Path) -> Path:
     """A valid EDF holding only ECG and respiration: nothing an EEG screen can use."""
-    import pyedflib
+    from synthetic_eeg import write_edf
 
     rate, seconds = 100, 30
     t = np.arange(rate * seconds) / rate
-    signals = [500 * np.sin(2 * np.pi * 1.2 * t), 200 * np.sin(2 * np.pi * 0.25 * t)]
-    headers = [
-        {"label": "ECG", "dimension": "uV", "sample_frequency": rate, "physical_max": 1000.0,
-         "physical_min": -1000.0, "digital_max": 32767, "digital_min": -32768, "transducer": "", "prefilter": ""},
-        {"label": "Resp chest", "dimension": "uV", "sample_frequency": rate, "physical_max": 1000.0,
-         "physical_min": -1000.0, "digital_max": 32767, "digital_min": -32768, "transducer": "", "prefilter": ""},
-    ]
-    with pyedflib.EdfWriter(str(path), 2, file_type=pyedflib.FILETYPE_EDFPLUS) as writer:
-        writer.setSignalHeaders(headers)
-        writer.writeSamples(signals)
-    return path
+    signals = np.vstack([500 * np.sin(2 * np.pi * 1.2 * t), 200 * np.sin(2 * np.pi * 0.25 * t)])
+    return write_edf(path, signals, rate, ["ECG", "Resp chest"], transducer="")
 
 
 def manifest(out: Path) -> list[dict]:

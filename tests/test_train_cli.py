@@ -272,15 +272,11 @@ def test_usage_errors_are_one_line(tmp_path, capsys):
 def test_fine_tunes_from_an_official_layout_encoder_with_frozen_encoder(synthetic, tmp_path, capsys):
     """An encoder file in the official layout (formula weights, 142 keys, `model.` prefix) is loaded, frozen,
     and named by sha256 in the head; the head-only training leaves every encoder tensor untouched."""
-    from safetensors.torch import save_file
+    from lumamba_cli.headfile import read_head_metadata
+    from lumamba_cli.model.formula import save_formula_encoder
 
-    from lumamba_cli.model.checkpoint import official_key_shapes, read_head_metadata
-    from lumamba_cli.model.formula import formula_state_dict
-
-    official = {f"model.{k}": torch.from_numpy(np.asarray(v, dtype=np.float32))
-                for k, v in formula_state_dict(official_key_shapes()).items()}
-    encoder = tmp_path / "LuMamba_formula.safetensors"
-    save_file(official, str(encoder))
+    encoder = save_formula_encoder(tmp_path / "LuMamba_formula.safetensors")
+    official = load_file(str(encoder))
     rows = [{"path": str(p), "label": c, "subject": p.name.split("_")[0]}
             for c in ("normal", "abnormal")
             for p in sorted((synthetic["tree"] / "train" / c / "01_tcp_ar").glob("*.edf"))[:2]]
@@ -344,3 +340,18 @@ def test_layer_decay_and_schedule_follow_upstream():
     assert lr_factor(77, 10, 100, base) == pytest.approx(cosine(77))
     assert lr_factor(100, 10, 100, base) == pytest.approx(MIN_LR)
     assert lr_factor(130, 10, 100, base) == pytest.approx(MIN_LR)
+
+
+def test_refusals_come_before_any_folder_or_decoding(synthetic, tmp_path, monkeypatch):
+    """A refused request writes nothing: no output folder, no cache entry, and an unusable encoder is found
+    before a single recording is decoded."""
+    monkeypatch.chdir(tmp_path)
+    base = ["train", "--task", "tuab", "--dataset", "tuab", "--data", str(synthetic["tree"]), "--epochs", "1",
+            "--cache", str(tmp_path / "cache")]
+    assert run([*base, "--name", "../../outside"])[0] == 2
+    garbage = tmp_path / "garbage.safetensors"
+    garbage.write_bytes(b"\x08" + b"\x00" * 7 + b"{}" + b"\x00" * 100)
+    assert run([*base, "--encoder", str(garbage)])[0] == 5
+    assert run([*base, "--encoder", "none", "--config", "num_heads=0"])[0] == 2
+    assert not (tmp_path / "lumamba-train-tuab").exists() and not (tmp_path / "cache").exists()
+    assert not list(tmp_path.parent.glob("outside*"))

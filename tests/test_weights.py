@@ -21,28 +21,11 @@ from lumamba_cli import encoders as W
 from lumamba_cli.fileio import sha256_file
 from lumamba_cli.resources import cache_dir, imported_encoders_dir
 from lumamba_cli.errors import ExitCode, NetworkError, WeightsError
-from lumamba_cli.model.formula import formula_state_dict
+from lumamba_cli.model.formula import formula_state_dict, save_formula_encoder
 from cli_helpers import run_cli as _run
 
 OFFICIAL_SIZE = 16_793_276
 PINNED_REVISION = "246912980fc4da535a7a16232cc999b2e80efeb8"
-
-
-def _official_key_shapes(fixtures_root: Path | None) -> dict[str, tuple[int, ...]]:
-    """The 142 pre-training keys (no ``model.`` prefix): from the checkpoint module, else from fixture p01."""
-    try:
-        from lumamba_cli.model.checkpoint import official_key_shapes
-    except ImportError:
-        official_key_shapes = None
-    if official_key_shapes is not None:
-        shapes = dict(official_key_shapes())
-        return {k.removeprefix("model."): tuple(v) for k, v in shapes.items()}
-    if fixtures_root is None:
-        pytest.skip("no source of the official key set (checkpoint module absent and ../shared/fixtures absent)")
-    path = fixtures_root / "model" / "p01.safetensors"
-    with safe_open(str(path), framework="np") as handle:
-        entries = json.loads(handle.metadata()["state_dict"])
-    return {key: tuple(shape) for key, shape, *_ in entries}
 
 
 def _save_checkpoint(path: Path, tensors: dict[str, np.ndarray]) -> Path:
@@ -52,19 +35,16 @@ def _save_checkpoint(path: Path, tensors: dict[str, np.ndarray]) -> Path:
 
 
 @pytest.fixture(scope="session")
-def key_shapes(request) -> dict[str, tuple[int, ...]]:
-    try:
-        root = request.getfixturevalue("fixtures_dir")
-    except pytest.skip.Exception:
-        root = None
-    return _official_key_shapes(root)
+def key_shapes() -> dict[str, tuple[int, ...]]:
+    from lumamba_cli.model.checkpoint import official_key_shapes
+
+    return official_key_shapes()
 
 
 @pytest.fixture(scope="session")
-def official_checkpoint(tmp_path_factory, key_shapes) -> Path:
+def official_checkpoint(tmp_path_factory) -> Path:
     """Formula weights in the exact layout of the PulpBio/LuMamba files (read-only: copy before changing)."""
-    path = tmp_path_factory.mktemp("ckpt") / "LuMamba_formula.safetensors"
-    return _save_checkpoint(path, formula_state_dict(key_shapes))
+    return save_formula_encoder(tmp_path_factory.mktemp("ckpt") / "LuMamba_formula.safetensors")
 
 
 @pytest.fixture

@@ -81,3 +81,17 @@ def save_formula_head(task: str, path: str | Path) -> Path:
     return save_head(path, model, HeadMetadata(
         task=recipe.id, recipe_id=recipe.id, recipe_hash=recipe.hash, labels=recipe.labels,
         classification_type=recipe.classification_type, num_classes=recipe.num_classes, head_option=option))
+
+
+def save_formula_encoder(path: str | Path) -> Path:
+    """Write an encoder file laid out exactly as an official PulpBio/LuMamba file (the 142 pre-training tensors,
+    prefix ``model.``, float32; 16,793,276 bytes) with formula values: **not** the released weights."""
+    from safetensors.numpy import save
+
+    from lumamba_cli.fileio import atomic_write_bytes
+    from lumamba_cli.model.checkpoint import PREFIX, official_key_shapes
+
+    tensors = {PREFIX + key: np.array(value, dtype=np.float32, order="C")  # np.array keeps 0-d tensors 0-d
+               for key, value in formula_state_dict(official_key_shapes()).items()}
+    atomic_write_bytes(path, save(tensors))
+    return Path(path)

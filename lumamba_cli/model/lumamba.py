@@ -22,6 +22,12 @@ HEAD_OPTIONS = (None, "mamba", "linear")
 
 # NeRF location features per octave: (sin, cos) for each of the 3 axes.
 _NERF_PER_OCTAVE = 6
+_BOUNDS = {
+    "patch_size": (4, 4096), "num_queries": (1, 64), "embed_dim": (8, 4096), "num_heads": (1, 64),
+    "num_blocks": (1, 64), "d_state": (1, 256), "d_conv": (1, 16), "expand": (1, 8), "num_classes": (0, 100_000),
+    "classification_num_channels": (1, 4096), "vocab_size": (1, 100_000), "query_self_attn_layers": (0, 32),
+    "mamba_head_dim": (1, 8192),
+}
 
 
 @dataclass
@@ -49,6 +55,20 @@ class LuMambaConfig:
     location_jitter_std: float = 0.02
 
     def __post_init__(self) -> None:
+        # Bounds first, before any arithmetic: a configuration read from a file must not divide by zero or ask for
+        # terabytes of parameters before it is refused. They are far above any LuMamba size (tiny: E=64, Q=6).
+        out_of_bounds = [
+            f"{name} must be an integer in [{low}, {high}] (got {getattr(self, name)!r})"
+            for name, (low, high) in _BOUNDS.items()
+            if not (isinstance(getattr(self, name), int) and not isinstance(getattr(self, name), bool)
+                    and low <= getattr(self, name) <= high)
+        ]
+        if not (isinstance(self.mlp_ratio, (int, float)) and 0 < self.mlp_ratio <= 16):
+            out_of_bounds.append(f"mlp_ratio must be in (0, 16] (got {self.mlp_ratio!r})")
+        if self.dt_rank != "auto" and not (isinstance(self.dt_rank, int) and 1 <= self.dt_rank <= 4096):
+            out_of_bounds.append(f"dt_rank must be 'auto' or an integer in [1, 4096] (got {self.dt_rank!r})")
+        if out_of_bounds:
+            raise ValueError("invalid LuMamba configuration: " + "; ".join(out_of_bounds))
         problems = []
         if self.patch_size <= 0 or self.patch_size % 4:
             problems.append(f"patch_size must be a positive multiple of 4 (got {self.patch_size})")
