@@ -12,12 +12,6 @@ The Python API (``lumamba_cli.api``, imported on first use so that ``import luma
     lm.encode(source, encoder=None, pool="mean") -> Embeddings
 """
 
-import os as _os
-
-# OpenMP's default spin-waiting makes idle threads burn the cores the busy ones need; on small or shared machines
-# (2 cores) that cost 10x in model throughput. Must be set before torch loads its OpenMP runtime.
-_os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-
 __version__ = "0.1.0"
 
 DISCLAIMER = (

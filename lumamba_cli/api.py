@@ -21,14 +21,15 @@ from typing import TYPE_CHECKING, Any, Iterator
 import numpy as np
 
 from lumamba_cli import DISCLAIMER
-from lumamba_cli.embedding import Embeddings, Pool, embed, load_encoder
+from lumamba_cli import embedding
+from lumamba_cli.embedding import Embeddings, Pool, load_encoder
 from lumamba_cli.fileio import sha256_file
 from lumamba_cli.montage import load_registry
-from lumamba_cli.preprocess import Mode, PreprocessPolicy, prepare
+from lumamba_cli.preprocess import Mode, PreprocessPolicy
 from lumamba_cli.recipes import load_recipe
 from lumamba_cli.recording import ArrayRecording, Reader, RecordingLike, open_recording
-from lumamba_cli.report import WindowRow, input_summary, probability_column
-from lumamba_cli.screening import ScreenOptions, TaskReport, collect, montage_block, plan_run, produce
+from lumamba_cli.report import WindowRow, probability_column
+from lumamba_cli.screening import ScreenOptions, TaskReport, collect, plan_run, produce
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -147,8 +148,7 @@ def encode(source: Source, encoder: str | Path | None = None, pool: Pool | None 
     loaded = load_encoder(encoder or recipe.encoder, device=device, backend=backend)
     recording, sha256 = as_recording(source, ch_names=ch_names, sfreq=sfreq, reader=reader)
     try:
-        task_input = prepare(recording, recipe, load_registry(aliases), PreprocessPolicy(mode))
-        return embed(task_input, loaded, pool=Pool(pool or Pool.none), batch_size=batch_size,
-                     input_info=input_summary(recording, sha256), montage=montage_block(task_input.montage))
+        items = embedding.produce(recording, recipe, load_registry(aliases), PreprocessPolicy(mode), sha256)
+        return embedding.collect(loaded, items, pool=Pool(pool or Pool.none), batch_size=batch_size)
     finally:
         recording.close()

@@ -42,14 +42,23 @@ def _root(
         False, "--version", callback=_version_callback, is_eager=True, help="Print the version and exit."
     ),
     debug: bool = typer.Option(False, "--debug", help="Show full tracebacks on errors."),
+    threads: int = typer.Option(
+        0, "--threads", min=0,
+        help="CPU threads for the model and filters (0: $LUMAMBA_THREADS, else every core this process may use, from "
+             "its affinity and cgroup quota). Idle threads spin on an idle machine and wait passively when it is "
+             "loaded or --jobs starts worker processes.",
+    ),
 ) -> None:
+    from lumamba_cli import threads as thread_plan
+
     _state["debug"] = debug
+    thread_plan.configure(threads or None)
 
 
 def _register_commands() -> None:
-    from lumamba_cli.commands import evaluate, heads, info, montage, schema, screen, train, weights
+    from lumamba_cli.commands import embed, evaluate, heads, info, montage, schema, screen, train, weights
 
-    for module in (info, montage, screen, weights, heads, train, evaluate, schema):
+    for module in (info, montage, screen, embed, weights, heads, train, evaluate, schema):
         module.register(app)
 
 

@@ -9,6 +9,7 @@ and a ``lumamba_embeddings`` metadata entry with the provenance and the research
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
@@ -17,12 +18,17 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from lumamba_cli import DISCLAIMER, __version__
+from lumamba_cli.batch import FileResult, FoundRecording, Progress
 from lumamba_cli.encoders import encoder_path, file_sha256
 from lumamba_cli.errors import WeightsError
-from lumamba_cli.fileio import atomic_write_bytes
+from lumamba_cli.fileio import atomic_write_bytes, sha256_file
 from lumamba_cli.headfile import read_safetensors_header
-from lumamba_cli.preprocess import TaskInput, zscore
+from lumamba_cli.montage import Registry, load_registry
+from lumamba_cli.preprocess import PreprocessPolicy, WindowBlock, prepare, zscore
 from lumamba_cli.recipes import Recipe
+from lumamba_cli.recording import RecordingLike, open_recording
+from lumamba_cli.report import input_summary
+from lumamba_cli.screening import montage_block
 
 if TYPE_CHECKING:
     import torch
@@ -117,47 +123,98 @@ class Embeddings:
                    list(meta["channel_names"]), tensors["positions"], Pool(meta["pool"]), provenance)
 
 
-def embed(task_input: TaskInput, encoder: Encoder, *, pool: Pool = Pool.mean, batch_size: int = 64,
-          input_info: dict[str, Any], montage: dict[str, Any]) -> Embeddings:
-    """Run ``encoder`` over every window of ``task_input`` (deterministic: no mask, no jitter)."""
+@dataclass
+class EmbedStart:
+    """What the consumer needs before the first window: provenance of the input and of its preparation."""
+
+    input_info: dict[str, Any]
+    montage: dict[str, Any]
+    recipe: dict[str, Any]
+    policy: dict[str, Any]
+    warnings: list[str]
+
+
+@dataclass
+class EmbedEnd:
+    skipped: list[str]  # segments too short for one window
+
+
+def produce(recording: RecordingLike, recipe: Recipe, registry: Registry, policy: PreprocessPolicy,
+            sha256: str) -> Iterator[EmbedStart | WindowBlock | EmbedEnd]:
+    """Prepare one recording's windows (refuses, exit 4, when no channel can be placed); plain data only."""
+    task_input = prepare(recording, recipe, registry, policy)
+    task_input.require()
+    yield EmbedStart(input_summary(recording, sha256), montage_block(task_input.montage),
+                     {"id": recipe.id, "hash": recipe.hash, "window_s": recipe.window_s, "step_s": recipe.step_s,
+                      "target_sfreq": recipe.target_sfreq}, policy.to_json(),
+                     list(recording.warnings) + list(task_input.montage.warnings))
+    skipped: list[str] = []
+    yield from task_input.windows(on_skip=skipped.append)
+    yield EmbedEnd(skipped)
+
+
+def produce_file(recipe: Recipe, policy: PreprocessPolicy, aliases: Path | None, found: FoundRecording
+                 ) -> Iterator[EmbedStart | WindowBlock | EmbedEnd]:
+    with open_recording(found.path) as recording:
+        yield from produce(recording, recipe, load_registry(aliases), policy, sha256_file(found.path))
+
+
+def collect(encoder: Encoder, items: Iterator[EmbedStart | WindowBlock | EmbedEnd], *, pool: Pool = Pool.mean,
+            batch_size: int = 64, windows_done: Callable[[int], None] = lambda n: None) -> Embeddings:
+    """Run ``encoder`` over every window the producer sends (deterministic: no mask, no jitter)."""
     import torch
 
-    from lumamba_cli.inference import predict
+    from lumamba_cli.inference import batches_of, predict
 
-    recipe: Recipe = task_input.recipe
+    start = next(items, None)
+    if not isinstance(start, EmbedStart):
+        raise RuntimeError("the producer sent no EmbedStart")
     reduce = (lambda out: out.mean(dim=1)) if pool == Pool.mean else None
-    values, starts, segments = [], [], []
+    values, starts, segments, modes = [], [], [], set()
     names: list[str] = []
     positions = np.zeros((0, 3))
     skipped: list[str] = []
-    modes: set[str] = set()
-    for block in task_input.windows(on_skip=skipped.append):
-        if not len(block):
+    window_s = float(start.recipe["window_s"])
+    for item in items:
+        if isinstance(item, EmbedEnd):
+            skipped = item.skipped
             continue
-        x = zscore(block.data, eps=block.eps)
-        batches = ((x[i:i + batch_size], np.broadcast_to(block.positions, (len(x[i:i + batch_size]),)
-                                                          + block.positions.shape))
-                   for i in range(0, len(x), batch_size))
-        values.append(predict(encoder.model, batches, encoder.device, encode=True, reduce=reduce).astype(np.float32))
-        starts.append(block.start_s)
-        segments.append(block.segment)
-        names, positions = list(block.channel_names), block.positions
-        modes.add(block.mode)
+        if not len(item):
+            continue
+        x = zscore(item.data, eps=item.eps)
+        values.append(predict(encoder.model, batches_of(x, item.positions, batch_size), encoder.device,
+                              encode=True, reduce=reduce).astype(np.float32))
+        starts.append(item.start_s)
+        segments.append(item.segment)
+        names, positions = list(item.channel_names), item.positions
+        modes.add(item.mode)
+        windows_done(len(item))
     width = encoder.model.config.d_model
-    patches = int(round(recipe.window_s * recipe.target_sfreq)) // encoder.model.config.patch_size
+    patches = int(round(window_s * float(start.recipe["target_sfreq"]))) // encoder.model.config.patch_size
     empty = np.zeros((0, width) if pool == Pool.mean else (0, patches, width), dtype=np.float32)
     provenance = {
-        "input": input_info,
-        "montage": montage,
-        "recipe": {"id": recipe.id, "hash": recipe.hash, "window_s": recipe.window_s, "step_s": recipe.step_s,
-                   "target_sfreq": recipe.target_sfreq},
-        "preprocessing": {**task_input.policy.to_json(), "modes_used": sorted(modes)},
+        "input": start.input_info,
+        "montage": start.montage,
+        "recipe": start.recipe,
+        "preprocessing": {**start.policy, "modes_used": sorted(modes)},
         "encoder": encoder.describe(),
         "deterministic": "mask=None, no electrode-position jitter",
         "versions": {"lumamba": __version__, "torch": torch.__version__},
-        "warnings": list(task_input.recording.warnings) + list(task_input.montage.warnings) + skipped,
+        "warnings": start.warnings + skipped,
     }
     return Embeddings(np.concatenate(values) if values else empty,
                       np.concatenate(starts) if starts else np.zeros(0),
                       np.concatenate(segments) if segments else np.zeros(0, dtype=np.int64),
-                      recipe.window_s, names, np.asarray(positions, dtype=np.float64), pool, provenance)
+                      window_s, names, np.asarray(positions, dtype=np.float64), pool, provenance)
+
+
+def output_name(stem: str, recipe_id: str) -> str:
+    return f"{stem}.{recipe_id}.embeddings.safetensors"
+
+
+def consume_file(encoder: Encoder, recipe: Recipe, pool: Pool, batch_size: int, progress: Progress,
+                 found: FoundRecording, items: Iterator[EmbedStart | WindowBlock | EmbedEnd]) -> FileResult:
+    embeddings = collect(encoder, items, pool=pool, batch_size=batch_size, windows_done=progress.windows_done)
+    path = embeddings.save(found.out_dir / output_name(found.stem, recipe.id))
+    return FileResult([path], len(embeddings), [f"{len(embeddings)} windows × {embeddings.values.shape[-1]} "
+                                                f"({pool.value} pooled) from {len(embeddings.channel_names)} channels"])

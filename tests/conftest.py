@@ -48,9 +48,11 @@ def _isolated_home(tmp_path_factory, monkeypatch):
 
 
 @pytest.fixture(autouse=True)
-def _one_torch_thread_under_xdist():
-    """Two xdist workers on two cores: more torch threads than cores only makes them wait for each other."""
+def _one_torch_thread_under_xdist(monkeypatch):
+    """Two xdist workers on two cores: more torch threads than cores only makes them wait for each other (the CLI,
+    run in-process, reads LUMAMBA_THREADS)."""
     if os.environ.get("PYTEST_XDIST_WORKER"):
         import torch
 
+        monkeypatch.setenv("LUMAMBA_THREADS", "1")
         torch.set_num_threads(1)

@@ -127,7 +127,11 @@ def screen(
     Windows that fail signal-quality checks are flagged, not hidden. Exit code 0 when every file succeeded,
     6 when some failed (see manifest.jsonl), 3/4/5 when a single named file cannot be screened.
     """
+    from lumamba_cli import threads
     from lumamba_cli.screening import ScreenOptions, run_screen
+
+    if jobs > 1:
+        threads.configure(threads.chosen().threads if threads.chosen() else None, jobs=jobs)
 
     options = ScreenOptions(
         tasks=tuple(dict.fromkeys(task or [])), head=head, out=out, glob=glob, skip_existing=skip_existing,
