@@ -29,8 +29,8 @@ MAX_HEADER_BYTES = 16 * 1024 * 1024
 MAX_JSON_DEPTH = 32
 
 CKPT_HINT = (
-    "a Lightning .ckpt is not a head file: import it with `lumamba heads import FILE --task TASK`, which reads "
-    "its tensors without running any pickled code"
+    "a checkpoint of the authors' pipeline: give --task with --head, or `lumamba heads import FILE --task TASK`; "
+    "its tensors are read without running any pickled code"
 )
 
 
@@ -132,7 +132,8 @@ class HeadMetadata(BaseModel):
     format_version: int = HEAD_FORMAT_VERSION
     task: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")  # also a folder name in the store
     recipe_id: str
-    recipe_hash: str
+    recipe_hash: str  # of the recipe with recipe_options applied
+    recipe_options: dict[str, str] = Field(default_factory=dict)  # e.g. {"tuh_row_order": "script"} (upstream's)
     labels: list[str]
     classification_type: str
     num_classes: int
@@ -151,8 +152,8 @@ def read_head_metadata(path: str | Path) -> HeadMetadata:
     path = Path(path)
     header = read_safetensors_header(path, what="head file")
     if HEAD_METADATA_KEY not in header.metadata:
-        raise WeightsError(f"has no '{HEAD_METADATA_KEY}' metadata: not a lumamba head file (official encoders "
-                           "are handled by `lumamba weights`)", path=path)
+        raise WeightsError(f"has no '{HEAD_METADATA_KEY}' metadata: not a lumamba head file (official encoders: "
+                           "`lumamba weights`; a model fine-tuned with the authors' pipeline: give --task)", path=path)
     if not header.tensors:
         raise WeightsError("head file holds no tensors", path=path)
     try:

@@ -16,12 +16,21 @@ from typing import TYPE_CHECKING, Any
 from lumamba_cli.encoders import encoder_path, file_sha256, same_file
 from lumamba_cli.errors import LumambaError, UsageError, WeightsError
 from lumamba_cli.fileio import atomic_copy
-from lumamba_cli.headfile import HeadMetadata, read_head_metadata
+from lumamba_cli.headfile import (
+    HEAD_METADATA_KEY,
+    HeadMetadata,
+    TrainingRecord,
+    is_safetensors,
+    read_head_metadata,
+    read_safetensors_header,
+)
 from lumamba_cli.preprocess import PreprocessPolicy
 from lumamba_cli.recipes import Recipe, load_recipe, resolve_task_id
-from lumamba_cli.resources import heads_dir
+from lumamba_cli.resources import cache_dir, heads_dir
 
 if TYPE_CHECKING:
+    import torch
+
     from lumamba_cli.model import LuMamba
 
 NO_HEADS_MESSAGE = (
@@ -139,6 +148,12 @@ def show_head(id_or_path: str | Path) -> HeadRecord:
     return _find_in_store(str(id_or_path))
 
 
+def head_recipe(meta: HeadMetadata, recipe: Recipe) -> Recipe:
+    """The recipe a head runs with: the installed one, with the options the head was trained with applied (a head
+    imported from BioFoundation keeps upstream's TUH row order)."""
+    return recipe.with_options(**meta.recipe_options) if meta.recipe_options else recipe
+
+
 def check_head_matches(meta: HeadMetadata, recipe: Recipe, *, path: str | Path | None = None) -> None:
     """Refuse a head whose recipe, recipe hash, labels (order included) or output type differ from ``recipe``.
 
@@ -146,6 +161,7 @@ def check_head_matches(meta: HeadMetadata, recipe: Recipe, *, path: str | Path |
     was trained with: a recipe that changed since, or labels in another order, would make its outputs meaningless
     or name them wrongly.
     """
+    recipe = head_recipe(meta, recipe)
     if meta.recipe_id != recipe.id:
         if meta.task != recipe.id:
             raise WeightsError(f"head was trained for task '{meta.task}' (recipe '{meta.recipe_id}'), not for "
@@ -167,11 +183,34 @@ def check_head_matches(meta: HeadMetadata, recipe: Recipe, *, path: str | Path |
             f"{recipe.classification_type} with {recipe.num_classes}", path=path)
 
 
-def import_head(file: str | Path, *, force: bool = False) -> HeadRecord:
-    """Copy a head file into the store after validating its metadata and task; returns the stored record."""
+def is_lumamba_head(path: Path) -> bool:
+    """A lumamba head file (safetensors with ``lumamba_head`` metadata), as opposed to an upstream checkpoint."""
+    try:
+        return path.is_file() and is_safetensors(path) and HEAD_METADATA_KEY in read_safetensors_header(path).metadata
+    except WeightsError:
+        return False
+
+
+def import_head(file: str | Path, *, force: bool = False, task: str | None = None, labels: list[str] | None = None,
+                row_order: str | None = None) -> HeadRecord:
+    """Copy a head file into the store after validating its metadata and task; returns the stored record. A
+    fine-tuned model from the authors' pipeline (``.ckpt`` or its safetensors conversion) is converted first
+    (:func:`convert_upstream`; needs ``task``)."""
     file = Path(file)
+    if not is_lumamba_head(file) and task is not None:
+        converted = convert_upstream(file, load_recipe(task), labels=labels, row_order=row_order)
+        try:
+            return import_head(converted, force=force)
+        finally:
+            converted.unlink(missing_ok=True)
+    elif task is not None or labels is not None or row_order is not None:
+        raise UsageError("--task, --labels and --row-order describe a checkpoint from the authors' pipeline; a "
+                         "lumamba head file records them itself")
     record = _record(file, in_store=False)
     meta = record.metadata
+    from lumamba_cli.model.checkpoint import head_config
+
+    head_config(file, meta)  # a configuration out of bounds or tensors that do not fit it: refused now, not at use
     try:
         recipe = load_recipe(meta.recipe_id)
     except UsageError:
@@ -224,7 +263,7 @@ def remove_head(head_id: str) -> HeadRecord:
 class TaskHead:
     """A head checked against its recipe, with the encoder file a head-only head needs."""
 
-    recipe: Recipe
+    recipe: Recipe  # with the head's recipe options applied
     path: Path
     metadata: HeadMetadata
     sha256: str
@@ -257,7 +296,15 @@ class TaskHead:
 
 def find_head(recipe: Recipe, head: str | Path | None = None) -> HeadRecord:
     """The head for ``recipe``: ``head`` (a file or store id) when given, else the newest stored head that
-    matches the recipe. Refuses (exit 5) a missing head and a head for another task or recipe version."""
+    matches the recipe. Refuses (exit 5) a missing head and a head for another task or recipe version. A
+    checkpoint from the authors' pipeline given as ``head`` is converted on the fly (into the cache)."""
+    if head is not None and Path(head).is_file() and not is_lumamba_head(Path(head)):
+        converted = cache_dir("upstream-heads") / f"{file_sha256(Path(head))[:16]}.{recipe.id}.safetensors"
+        if not converted.exists():
+            convert_upstream(Path(head), recipe, into=converted)
+        record = _record(converted, in_store=False)
+        check_head_matches(record.metadata, recipe, path=head)
+        return record
     if head is not None:
         record = show_head(head)
         check_head_matches(record.metadata, recipe, path=record.path)
@@ -293,4 +340,74 @@ def head_for_task(recipe: Recipe, head: str | Path | None = None) -> TaskHead:
             raise WeightsError("head-only file names no encoder", path=record.path)
         # found by content, so an encoder imported under another name still counts
         encoder_file = encoder_path(meta.encoder.name, sha256=meta.encoder.sha256)
-    return TaskHead(recipe, record.path, meta, file_sha256(record.path), encoder_file)
+    return TaskHead(head_recipe(meta, recipe), record.path, meta, file_sha256(record.path), encoder_file)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Heads trained with the authors' pipeline (BioFoundation)
+
+
+def convert_upstream(path: Path, recipe: Recipe, *, labels: list[str] | None = None, row_order: str | None = None,
+                     into: Path | None = None) -> Path:
+    """A lumamba head file from a fine-tuned classification model of the authors' pipeline: a Lightning ``.ckpt``
+    (tensors only, ``weights_only=True``) or its ``ckpt_to_safetensor.py`` conversion (keys ``model.*``).
+
+    The configuration is read off the key set and shapes and checked strictly against the recipe (head type,
+    outputs). ``labels`` is the head's own class order when it differs from the recipe's; its output rows are
+    then reordered to the recipe's. The head records upstream's preprocessing: whole-segment, and for TUH tasks
+    upstream's row order (``tuh_row_order: script``) unless ``row_order`` says ``chn_order``.
+    """
+    import torch
+
+    from lumamba_cli.model import LuMamba
+    from lumamba_cli.model.checkpoint import infer_classification_config, read_classification_state, save_head
+
+    state = read_classification_state(path)
+    config = infer_classification_config({k: tuple(v.shape) for k, v in state.items()}, recipe.classification_type,
+                                         path)
+    option = config.classifier_option or "luna"
+    if config.num_outputs != recipe.num_outputs:
+        raise WeightsError(f"its head emits {config.num_outputs} outputs; task {recipe.id} has {recipe.num_outputs}",
+                           path=path)
+    if recipe.classification_type in ("mc", "mmc") and option != "mamba":
+        raise WeightsError(f"task {recipe.id} needs per-channel outputs, which only a Mamba head emits", path=path)
+    model = LuMamba(config)
+    model.load_state_dict(state, strict=True)
+    notes = ["imported from the authors' pipeline; attention heads = 2 assumed (the released encoders'; the "
+             "weights' shapes do not record it)"]
+    if labels is not None and list(labels) != list(recipe.labels):
+        if sorted(labels) != sorted(recipe.labels) or recipe.classification_type not in ("bc", "mcc"):
+            raise UsageError(f"--labels {labels} must be the recipe's labels {recipe.labels} in the head's order")
+        order = [list(labels).index(name) for name in recipe.labels]  # recipe output k ← head output order[k]
+        last = _last_layer(model)
+        with torch.no_grad():
+            last.weight.copy_(last.weight[order].clone())
+            last.bias.copy_(last.bias[order].clone())
+        notes.append(f"outputs reordered from the head's {list(labels)} to the recipe's {list(recipe.labels)}")
+    options: dict[str, str] = {}
+    if recipe.row_order_script:
+        options["tuh_row_order"] = row_order or "script"
+    elif row_order is not None:
+        raise UsageError(f"--row-order applies to TUH tasks only, not {recipe.id}")
+    effective = recipe.with_options(**options) if options else recipe
+    metadata = HeadMetadata(
+        task=recipe.id, recipe_id=recipe.id, recipe_hash=effective.hash, recipe_options=options,
+        labels=list(recipe.labels), classification_type=recipe.classification_type, num_classes=config.num_classes,
+        head_option=config.classifier_option, encoder=None, contains_encoder=True,
+        training=TrainingRecord(preprocessing={"mode": "whole", "chunk_s": 300.0, "chunk_threshold_s": 3600.0},
+                                source={"pipeline": "BioFoundation", "file": path.name, "sha256": file_sha256(path)},
+                                notes=notes),
+    )
+    target = into or path.with_name(f".{path.stem}.{recipe.id}.lumamba-head.safetensors")
+    return save_head(target, model, metadata)
+
+
+def _last_layer(model: LuMamba) -> torch.nn.Linear:
+    from lumamba_cli.model.lumamba import ClassificationHeadWithQueries, MambaClassifier
+
+    head = model.classifier
+    if isinstance(head, ClassificationHeadWithQueries):
+        return head.decoder_ffn.fc2
+    if isinstance(head, MambaClassifier):
+        return head.fc3
+    return head.fc1

@@ -79,6 +79,7 @@ class ScreenPlan:
     tasks: tuple[str, ...]  # model tasks, in order
     with_qc: bool  # also write the model-free <stem>.qc.* report
     policies: tuple[tuple[str, PreprocessPolicy], ...] = ()  # per model task
+    recipes: tuple[tuple[str, Recipe], ...] = ()  # per model task, as its head needs it (recipe options applied)
     aliases: Path | None = None
     qc_window_s: float = QC_WINDOW_S
 
@@ -88,6 +89,9 @@ class ScreenPlan:
 
     def policy(self, task: str) -> PreprocessPolicy:
         return dict(self.policies)[task]
+
+    def recipe(self, task: str) -> Recipe:
+        return dict(self.recipes)[task]
 
 
 # --------------------------------------------------------------------------------------- producer → consumer
@@ -158,7 +162,7 @@ def produce(plan: ScreenPlan, recording: RecordingLike, sha256: str) -> Iterator
     if plan.with_qc:
         yield _qc_report(recording, registry.resolve(recording, None, on_missing="ignore"), plan.qc_window_s)
     for task in plan.tasks:
-        recipe = load_recipe(task)
+        recipe = plan.recipe(task)
         task_input = prepare(recording, recipe, registry, plan.policy(task))
         derivation = task_input.require()
         yield TaskStart(task, montage_block(task_input.montage), list(task_input.montage.warnings))
@@ -374,7 +378,7 @@ def load_task_models(options: ScreenOptions) -> dict[str, TaskModel]:
         head = head_for_task(recipe, options.head)
         policy, described, notes = screening_policy(head, options.mode)
         loading = _BACKGROUND.submit(_load_scorer, head, options)
-        models[recipe.id] = TaskModel(recipe, head, loading, policy, described, notes)
+        models[recipe.id] = TaskModel(head.recipe, head, loading, policy, described, notes)
     return models
 
 
@@ -498,7 +502,7 @@ def estimate_windows(plan: ScreenPlan, found: FoundRecording) -> int:
     """Windows a recording will give, from the stored duration in its fixed header (256 bytes, no parsing of
     signals): enough for a progress bar's ETA; gaps and remainders make the real count slightly smaller."""
     grid = [(plan.qc_window_s, plan.qc_window_s)] if plan.with_qc else []
-    grid += [(load_recipe(t).window_s, load_recipe(t).step_s) for t in plan.tasks]
+    grid += [(plan.recipe(t).window_s, plan.recipe(t).step_s) for t in plan.tasks]
     try:
         with open(found.path, "rb") as handle:
             fixed = handle.read(256)
@@ -564,7 +568,8 @@ def plan_run(options: ScreenOptions) -> tuple[ScreenOptions, ScreenPlan, dict[st
         load_registry(options.aliases)  # a missing or malformed --aliases file fails now, once
     models = load_task_models(options)
     plan = ScreenPlan(tasks=model_tasks, with_qc=qc_requested or not model_tasks,
-                      policies=tuple((task, m.policy) for task, m in models.items()), aliases=options.aliases)
+                      policies=tuple((task, m.policy) for task, m in models.items()),
+                      recipes=tuple((task, m.recipe) for task, m in models.items()), aliases=options.aliases)
     return options, plan, models
 
 

@@ -51,13 +51,25 @@ def _cgroup_quota() -> float | None:
     return None
 
 
-def machine_busy(cores: int) -> bool:
-    """Whether other programs already keep about half of our cores busy (1-minute load average)."""
+def other_load() -> float:
+    """How many cores other programs keep busy: the larger of the runnable tasks now (less this process) and the
+    1-minute load average. The first sees a competitor that started a second ago, the second one that just
+    paused."""
     try:
-        load = os.getloadavg()[0]
+        fields = Path("/proc/loadavg").read_text().split()
+        runnable_now = int(fields[3].split("/")[0]) - 1
+        return max(float(fields[0]), float(runnable_now))
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return os.getloadavg()[0]
     except (AttributeError, OSError):
-        return False
-    return load >= 0.5 * cores
+        return 0.0
+
+
+def machine_busy(cores: int) -> bool:
+    """Whether other programs already keep about half of our cores busy."""
+    return other_load() >= 0.5 * cores
 
 
 @dataclass(frozen=True)

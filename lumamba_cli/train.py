@@ -36,11 +36,13 @@ import numpy as np
 from lumamba_cli import __version__, datasets, metrics
 from lumamba_cli.datasets import Dataset, DatasetIndex, Source
 from lumamba_cli.encoders import encoder_path, file_sha256
+from lumamba_cli.feature_cache import FeatureSplit, build_features
 from lumamba_cli.errors import BadInputError, UsageError, WeightsError
 from lumamba_cli.fileio import atomic_write, write_json
 from lumamba_cli.heads import import_head
 from lumamba_cli.headfile import EncoderRef, HeadMetadata
 from lumamba_cli.preprocess import PreprocessPolicy
+from lumamba_cli.probes import ProbeKind, fit_probe
 from lumamba_cli.recipes import Recipe, load_recipe
 from lumamba_cli.window_cache import CacheDtype, SplitWindows, build_split, default_cache_dir
 
@@ -58,11 +60,18 @@ TRAINABLE_TYPES = ("bc", "mcc", "ml", "mc", "mmc")
 
 
 class HeadOption(StrEnum):
-    """The classifier on top of the encoder: LUNA's query head, FEMBA's Mamba head, or a linear layer."""
+    """The classifier on top of the encoder: LUNA's query head, FEMBA's Mamba head, a linear layer (upstream's
+    three), or a linear probe on pooled embeddings fitted in seconds (ridge, logistic; frozen encoder)."""
 
     luna = "luna"
     mamba = "mamba"
     linear = "linear"
+    ridge = "ridge"
+    logistic = "logistic"
+
+    @property
+    def is_probe(self) -> bool:
+        return self in (HeadOption.ridge, HeadOption.logistic)
 
 
 class ClassWeights(StrEnum):
@@ -84,6 +93,7 @@ class TrainOptions:
     warmup_epochs: float = 5.0
     patience: int = 15
     freeze_encoder: bool = False
+    feature_cache: bool = True  # frozen encoder: compute its outputs once and train every epoch from them
     class_weights: ClassWeights = ClassWeights.none
     seed: int = 0
     head_option: HeadOption | None = None  # None = the recipe's
@@ -234,8 +244,8 @@ def model_config(recipe: Recipe, config_name: str, head_option: HeadOption) -> L
         num_classes = recipe.num_classes
     else:
         num_classes = recipe.num_outputs
-    kwargs.update(num_classes=num_classes, classifier_option=None if head_option == HeadOption.luna else head_option.value,
-                  classification_type=recipe.classification_type)
+    option = {HeadOption.luna: None, HeadOption.mamba: "mamba", HeadOption.linear: "linear"}.get(head_option, "probe")
+    kwargs.update(num_classes=num_classes, classifier_option=option, classification_type=recipe.classification_type)
     known = {f.name for f in dataclasses.fields(LuMambaConfig)}
     unknown = sorted(set(kwargs) - known)
     if unknown:
@@ -403,15 +413,61 @@ class FitState:
     stale: int = 0
     stopped: bool = False
     history: list[dict[str, Any]] = field(default_factory=list)
+    probe: dict[str, Any] | None = None  # probes: how the penalty was chosen
 
 
-def fit(model: LuMamba, optimiser: torch.optim.Optimizer, data: TrainingData, recipe: Recipe, options: TrainOptions,
-        device: torch.device, checkpoint_path: Path, *, log=None, progress=None) -> tuple[FitState, dict]:
+@dataclass
+class StepInputs:
+    """What the epochs feed the model: windows through the whole network, or cached encoder outputs through the
+    head alone. ``logits(idx)`` → (training logits, labels) of training windows ``idx``; ``validation()`` → logits
+    of every validation window, deterministic."""
+
+    logits: Callable[[np.ndarray], tuple[Any, np.ndarray]]
+    validation: Callable[[], np.ndarray]
+
+
+def window_inputs(model: LuMamba, data: TrainingData, device: torch.device, batch_size: int) -> StepInputs:
+    from lumamba_cli.inference import predict, run_model
+
+    def logits(idx: np.ndarray) -> tuple[Any, np.ndarray]:
+        x, positions, y = data.train.batch(idx)
+        # upstream trains with an all-False mask, which jitters the electrode positions (spec Q2): a mild
+        # augmentation kept for training; evaluation runs without it (deterministic)
+        return run_model(model, x, positions, device, jitter=True), y
+
+    return StepInputs(logits, lambda: predict(model, data.val.batches(batch_size), device))
+
+
+def feature_inputs(model: LuMamba, train: FeatureSplit, val: FeatureSplit, device: torch.device,
+                   batch_size: int) -> StepInputs:
+    import torch
+
+    def head(features: np.ndarray) -> torch.Tensor:
+        encoded = torch.from_numpy(features).to(device)
+        if train.pooled:
+            encoded = encoded[:, None, :]  # a linear head's mean over one "patch" is the pooled vector itself
+        return model.classify(encoded).float()
+
+    def logits(idx: np.ndarray) -> tuple[Any, np.ndarray]:
+        features, y = train.batch(idx)
+        return head(features), y
+
+    def validation() -> np.ndarray:
+        model.eval()
+        with torch.inference_mode():
+            parts = [head(val.batch(np.arange(i, min(i + batch_size, len(val))))[0]).cpu().numpy()
+                     for i in range(0, len(val), batch_size)]
+        return np.concatenate(parts).astype(np.float64)
+
+    return StepInputs(logits, validation)
+
+
+def fit(model: LuMamba, optimiser: torch.optim.Optimizer, data: TrainingData, inputs: StepInputs, recipe: Recipe,
+        options: TrainOptions, device: torch.device, checkpoint_path: Path, *, log=None,
+        progress=None) -> tuple[FitState, dict]:
     """Run the epochs (resuming from ``checkpoint_path`` with ``--resume``); returns the final state and the
     best weights by validation loss."""
     import torch
-
-    from lumamba_cli.inference import predict, run_model
 
     kind, n_classes = recipe.classification_type, recipe.label_classes
     batch_size = max(1, options.batch_size)
@@ -434,12 +490,9 @@ def fit(model: LuMamba, optimiser: torch.optim.Optimizer, data: TrainingData, re
         running, seen = 0.0, 0
         for batch_number in range(steps_per_epoch):
             idx = order[batch_number * batch_size : (batch_number + 1) * batch_size]
-            x, positions, y = data.train.batch(idx)
             for group in optimiser.param_groups:
                 group["lr"] = lr_factor(state.step, warmup_steps, total_steps, group["base_lr"])
-            # upstream trains with an all-False mask, which jitters the electrode positions (spec Q2): a mild
-            # augmentation kept for training; evaluation runs without it (deterministic)
-            logits = run_model(model, x, positions, device, jitter=True)
+            logits, y = inputs.logits(idx)
             loss = criterion(logits, torch.from_numpy(y).to(device))
             optimiser.zero_grad(set_to_none=True)
             loss.backward()
@@ -449,8 +502,7 @@ def fit(model: LuMamba, optimiser: torch.optim.Optimizer, data: TrainingData, re
             seen += len(idx)
             if progress is not None:
                 progress(epoch, batch_number + 1, steps_per_epoch, running / max(seen, 1))
-        logits = predict(model, data.val.batches(batch_size), device)
-        val = validation_figures(logits, data.val.labels, kind, n_classes, weight)
+        val = validation_figures(inputs.validation(), data.val.labels, kind, n_classes, weight)
         record = {"epoch": epoch + 1, "train_loss": running / max(seen, 1), **val}
         state.history.append(record)
         state.epoch = epoch + 1
@@ -473,6 +525,37 @@ def fit(model: LuMamba, optimiser: torch.optim.Optimizer, data: TrainingData, re
     return state, best_state
 
 
+def fit_probe_head(model: LuMamba, train: FeatureSplit, val: FeatureSplit, recipe: Recipe, options: TrainOptions,
+                   kind: HeadOption, *, log=None) -> tuple[FitState, dict]:
+    """Fit a ridge or logistic probe on pooled embeddings and put it into the model's ``probe`` classifier."""
+    import time
+
+    import torch
+
+    started = time.perf_counter()
+    x_train, x_val = train.pooled_matrix(), val.pooled_matrix()
+    fitted = fit_probe(ProbeKind(kind.value), x_train, train.labels, x_val, val.labels, recipe.label_classes,
+                       balanced=options.class_weights == ClassWeights.balanced)
+    with torch.no_grad():
+        model.classifier.fc1.weight.copy_(torch.from_numpy(fitted.weight))
+        model.classifier.fc1.bias.copy_(torch.from_numpy(fitted.bias))
+    weight = class_weight_vector(train.split.counts(recipe.label_classes), options.class_weights)
+    val = validation_figures(fitted.logits(x_val), val.labels, recipe.classification_type, recipe.label_classes,
+                             weight)
+    train_loss = validation_figures(fitted.logits(x_train), train.labels, recipe.classification_type,
+                                    recipe.label_classes, weight)["val_loss"]
+    seconds = time.perf_counter() - started
+    _emit(log, f"{kind} probe on {len(x_train)} pooled embeddings ({x_train.shape[1]} features): penalty "
+               f"{fitted.penalty:g}, val loss {val['val_loss']:.4f}, val balanced acc "
+               f"{val['val_balanced_accuracy']:.3f}, val AUROC {_fmt(val['val_auroc'])} ({seconds:.1f} s)")
+    state = FitState(epoch=1, best_epoch=1, best_val_loss=val["val_loss"],
+                     history=[{"epoch": 1, "train_loss": train_loss, **val}],
+                     probe={"kind": kind.value, "penalty": fitted.penalty, "temperature": fitted.temperature,
+                            "val_loss_per_penalty": fitted.validation, "fit_seconds": round(seconds, 3),
+                            "features": "mean of the encoder's output over patches, standardised on the train split"})
+    return state, {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+
+
 def train(options: TrainOptions, *, log: Callable[[str], None] | None = None, progress=None) -> TrainResult:
     """Run a full fine-tuning; see the module docstring. ``log`` receives one-line status messages."""
     import torch
@@ -491,10 +574,17 @@ def _train(options: TrainOptions, *, log, progress) -> TrainResult:
     recipe, out_dir = check_request(options)
     device = resolve_device(options.device)
     head_option = options.head_option or HeadOption(recipe.head_option or "luna")
+    if head_option.is_probe:
+        if recipe.classification_type not in ("bc", "mcc"):
+            raise UsageError(f"--head-option {head_option} fits one label per window; task {recipe.id} is "
+                             f"{recipe.classification_type} (per-channel outputs need --head-option mamba)")
+        options = dataclasses.replace(options, freeze_encoder=True)
     config = model_config(recipe, options.config, head_option)
     encoder = resolve_encoder(options.encoder, recipe, config)
     warnings: list[str] = []
     if encoder is None:
+        if head_option.is_probe:
+            raise UsageError(f"--head-option {head_option} probes a pre-trained encoder: give --encoder")
         warnings.append("encoder trained from scratch (--encoder none): not comparable with published numbers")
     seed_everything(options.seed, device)
     model = build_model(recipe, config, encoder).to(device)
@@ -502,9 +592,22 @@ def _train(options: TrainOptions, *, log, progress) -> TrainResult:
     data = prepare_data(options, recipe, out_dir, log=log)
     if data.failures:
         warnings.append(f"{len(data.failures)} recording(s) skipped (unreadable or montage unusable); see splits.json")
-    optimiser = build_optimiser(model, options)
-    state, best_state = fit(model, optimiser, data, recipe, options, device, out_dir / CHECKPOINT_NAME, log=log,
-                            progress=progress)
+    use_features = head_option.is_probe or (options.freeze_encoder and options.feature_cache and encoder is not None)
+    if use_features:
+        cache_dir = (Path(options.cache_dir) if options.cache_dir else default_cache_dir()) / "features"
+        pooled = head_option.is_probe or head_option == HeadOption.linear
+        train_features, val_features = (
+            build_features(split, model, encoder.sha256, cache_dir=cache_dir, device=device, pooled=pooled,
+                           dtype=options.cache_dtype, batch_size=options.batch_size, log=log)
+            for split in (data.train, data.val))
+    if head_option.is_probe:
+        state, best_state = fit_probe_head(model, train_features, val_features, recipe, options, head_option, log=log)
+    else:
+        inputs = (feature_inputs(model, train_features, val_features, device, options.batch_size) if use_features
+                  else window_inputs(model, data, device, options.batch_size))
+        optimiser = build_optimiser(model, options)
+        state, best_state = fit(model, optimiser, data, inputs, recipe, options, device, out_dir / CHECKPOINT_NAME,
+                                log=log, progress=progress)
     model.load_state_dict(best_state)
     model.to("cpu").eval()
     head_path, head_id, summary, more = save_trained_head(model, recipe, options, encoder, data, state, out_dir,
@@ -540,7 +643,9 @@ def save_trained_head(model: LuMamba, recipe: Recipe, options: TrainOptions, enc
                 if k not in ("data", "out", "cache_dir", "events", "labels_file", "resume", "import_to_store",
                              "policy")}
     training.update(head_option=head_option.value, device=str(device), steps=state.step, epochs_run=state.epoch,
-                    best_epoch=state.best_epoch, data=data_summary,
+                    best_epoch=state.best_epoch, data=data_summary, probe=state.probe,
+                    feature_cache=head_option.is_probe or (options.freeze_encoder and options.feature_cache
+                                                           and encoder is not None),
                     # screen and evaluate apply the same preprocessing by default (a head only means something with it)
                     preprocessing={**options.policy.to_json(),
                                    "modes_seen": sorted(set(data.train.modes()) | set(data.val.modes()))})

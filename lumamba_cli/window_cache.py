@@ -197,6 +197,12 @@ class SplitWindows:
             positions[rows] = cache.positions
         return x, positions, self.labels[indices]
 
+    def recording_windows(self, recording: int, windows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(x z-scored, positions) of windows of one recording, by their index in that recording."""
+        cache = self.caches[recording]
+        x = zscore(np.asarray(cache.data[windows], dtype=np.float32), eps=cache.eps)
+        return x, np.broadcast_to(cache.positions, (len(windows),) + cache.positions.shape)
+
     def batches(self, batch_size: int) -> Iterable[tuple[np.ndarray, np.ndarray]]:
         """(x, positions) of every window in order, ``batch_size`` at a time (for inference.predict)."""
         for start in range(0, len(self), batch_size):

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, List, Optional
 
 import typer
 from rich.markup import escape
@@ -14,6 +15,11 @@ from lumamba_cli import heads as H
 from lumamba_cli.commands.options import JsonOption
 from lumamba_cli.console import clean, err, print_json
 from lumamba_cli.resources import heads_dir
+
+class RowOrder(StrEnum):
+    script = "script"
+    chn_order = "chn_order"
+
 
 heads_app = typer.Typer(
     help=(
@@ -123,12 +129,23 @@ def show_command(
 
 @heads_app.command("import")
 def import_command(
-    file: Annotated[Path, typer.Argument(help="A head .safetensors file written by `lumamba train` (any machine).")],
+    file: Annotated[Path, typer.Argument(
+        help="A head file written by `lumamba train` (any machine), or a model fine-tuned with the authors' "
+             "BioFoundation pipeline: its Lightning .ckpt or the safetensors ckpt_to_safetensor.py makes of it.")],
+    task: Annotated[Optional[str], typer.Option(
+        "--task", help="The task an authors'-pipeline checkpoint was fine-tuned for (its file does not say).")] = None,
+    labels: Annotated[Optional[List[str]], typer.Option(
+        "--labels", help="Its class order, when not the recipe's (repeat: --labels abnormal --labels normal); its "
+                         "outputs are reordered to the recipe's.")] = None,
+    row_order: Annotated[Optional[RowOrder], typer.Option(
+        "--row-order", help="TUH tasks: the bipolar row order it was fine-tuned with; default script (upstream's "
+                            "process_raw_eeg.py order, spec Q-TUH).")] = None,
     force: Annotated[bool, typer.Option("--force", help="Replace a different head stored under the same id.")] = False,
     as_json: JsonOption = False,
 ) -> None:
-    """Validate a head file's metadata and task, then copy it into the store."""
-    record = H.import_head(file, force=force)
+    """Validate a head file (or convert a checkpoint of the authors' pipeline), then copy it into the store."""
+    record = H.import_head(file, force=force, task=task, labels=labels,
+                           row_order=row_order.value if row_order else None)
     if as_json:
         print_json({"disclaimer": DISCLAIMER, **record.to_dict()})
         return

@@ -55,12 +55,18 @@ def train_command(
     patience: Annotated[int, typer.Option("--patience", min=1, help="Early stopping: epochs without val-loss "
                                                                     "gain.")] = 15,
     freeze_encoder: Annotated[bool, typer.Option("--freeze-encoder", help="Train the head only.")] = False,
+    no_feature_cache: Annotated[bool, typer.Option(
+        "--no-feature-cache", help="--freeze-encoder: run the frozen encoder in every epoch, with upstream's "
+                                   "electrode-position jitter, instead of once per window from a cache of its "
+                                   "outputs (much slower; upstream's exact regime).")] = False,
     class_weights: Annotated[ClassWeights, typer.Option(
         "--class-weights", help="Loss weighting: none, or balanced (inverse class frequency).")] = ClassWeights.none,
     seed: Annotated[int, typer.Option("--seed", help="Seeds the split, the batch order and the "
                                                      "initialisation.")] = 0,
     head_option: Annotated[Optional[HeadOption], typer.Option(
-        "--head-option", help="The classifier: luna (query head), mamba or linear. Default: the recipe's.")] = None,
+        "--head-option", help="The classifier: luna (query head), mamba or linear (upstream's, trained by "
+                              "gradient descent), or ridge / logistic: a linear probe on pooled embeddings of the "
+                              "frozen encoder, fitted in seconds (bc/mcc tasks). Default: the recipe's.")] = None,
     config: Annotated[str, typer.Option(
         "--config", help="Model size: tiny (the released encoder), 8block, or key=value overrides.")] = "tiny",
     device: DeviceOption = "auto",
@@ -91,7 +97,8 @@ def train_command(
     options = TrainOptions(
         task=task, data=data, dataset=dataset, encoder=encoder, epochs=epochs, batch_size=batch_size, lr=lr,
         weight_decay=weight_decay, layer_decay=layer_decay, warmup_epochs=warmup_epochs, patience=patience,
-        freeze_encoder=freeze_encoder, class_weights=class_weights, seed=seed, head_option=head_option,
+        freeze_encoder=freeze_encoder, feature_cache=not no_feature_cache, class_weights=class_weights, seed=seed,
+        head_option=head_option,
         config=config, device=device, resume=resume, out=out, name=name, events=events, labels_file=labels,
         cache_dir=cache, import_to_store=not no_import, policy=PreprocessPolicy(mode, chunk_s, chunk_threshold_s),
         cache_dtype=cache_dtype,

@@ -33,6 +33,12 @@ from lumamba_cli.headfile import (
 from lumamba_cli.model.lumamba import LuMamba, LuMambaConfig
 
 PREFIX = "model."
+# What to run, only where the checkpoint's origin is trusted, when a .ckpt holds objects beyond tensors.
+CONVERSION_RECIPE = (
+    "in a trusted environment run: python -c \"import torch, safetensors.torch as st; "
+    "sd = torch.load('{path}', map_location='cpu', weights_only=False)['state_dict']; "
+    "st.save_file({{k: v.contiguous() for k, v in sd.items()}}, '{stem}.safetensors')\" and use that file"
+)
 # Only the pre-training model has these; classification drops them (upstream fine-tuning does the same).
 RECONSTRUCTION_PREFIXES = ("decoder_head.", "channel_emb.")
 CLASSIFIER_PREFIX = "classifier."
@@ -100,9 +106,9 @@ def _load_lightning(path: Path) -> dict[str, torch.Tensor]:
         first = re.sub(r"\x1b\[[0-9;]*m", "", str(exc)).split(". ")[0].splitlines()[0] if str(exc) else ""
         raise WeightsError(
             "cannot be read with torch.load(weights_only=True), and lumamba never unpickles arbitrary "
-            f"objects ({type(exc).__name__}: {first})",
+            f"objects ({type(exc).__name__}: {first[:120]})",
             path=path,
-            hint="convert it to safetensors in a trusted environment",
+            hint=CONVERSION_RECIPE.format(path=path.name, stem=path.stem),
         ) from None
     state = checkpoint.get("state_dict", checkpoint) if isinstance(checkpoint, dict) else None
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
@@ -184,13 +190,92 @@ def load_official_encoder(path: str | Path, *, reconstruction: bool = True,
     }
 
 
+def infer_classification_config(shapes: Mapping[str, tuple[int, ...]], classification_type: str | None = None,
+                                path: Path | str | None = None) -> LuMambaConfig:
+    """The configuration of a fine-tuned classification model from its keys and shapes (no prefix), e.g. a
+    BioFoundation checkpoint. Everything but the attention head count is read off the shapes; that count changes
+    no shape, so upstream's (2, the released encoders') is assumed. A Mamba head's outputs are per-window classes
+    or per channel, which the shapes cannot tell: ``classification_type`` must then be given."""
+
+    def shape(key: str) -> tuple[int, ...]:
+        if key not in shapes:
+            raise WeightsError(f"not a LuMamba classification model: no {key}", path=path)
+        return tuple(shapes[key])
+
+    if any(k.startswith(RECONSTRUCTION_PREFIXES) for k in shapes):
+        raise WeightsError("holds the pre-training model (reconstruction decoder), not a classification head",
+                           path=path)
+    _, num_queries, embed_dim = shape("cross_attn.query_embed")
+    n_features = shape("freq_embed.frequency_to_embed.fc1.weight")[1]
+    blocks = {int(k.split(".")[1]) for k in shapes if k.startswith("mamba_blocks.")}
+    d_inner, d_state = shape("mamba_blocks.0.mamba_fwd.A_log")
+    d_model = num_queries * embed_dim
+    kwargs: dict = dict(
+        patch_size=n_features - 2, num_queries=num_queries, embed_dim=embed_dim, num_blocks=len(blocks),
+        d_state=d_state, d_conv=shape("mamba_blocks.0.mamba_fwd.conv1d.weight")[-1], expand=d_inner // d_model,
+        mlp_ratio=shape("cross_attn.ffn.fc1.weight")[0] / embed_dim,
+        query_self_attn_layers=len({k.split(".")[3] for k in shapes if k.startswith("cross_attn.query_self_attn.")}),
+    )
+    if blocks != set(range(len(blocks))):
+        raise WeightsError(f"mamba_blocks are numbered {sorted(blocks)}, not 0..{len(blocks) - 1}", path=path)
+    if "classifier.decoder_attn.in_proj_weight" in shapes:
+        option, outputs = None, shape("classifier.decoder_ffn.fc2.weight")[0]
+    elif "classifier.mamba_1.A_log" in shapes:
+        option, outputs = "mamba", shape("classifier.fc3.weight")[0]
+        kwargs["mamba_head_dim"] = shape("classifier.fc1.weight")[0]
+    elif "classifier.fc1.weight" in shapes:
+        option, outputs = "linear", shape("classifier.fc1.weight")[0]
+    else:
+        raise WeightsError("holds no classifier.* weights (an encoder only?)", path=path)
+    kind = classification_type
+    if kind is None:
+        if option == "mamba":
+            raise WeightsError(
+                f"its Mamba head emits {outputs} outputs: per-window classes (bc/mcc) or per channel (mc/mmc)? "
+                "The weights cannot tell; give the task (or a config with classification_type)", path=path)
+        kind = "bc" if outputs == 2 else "mcc"
+    if kind == "mc":
+        kwargs.update(classification_num_channels=outputs, num_classes=2)
+    elif kind == "mmc":
+        channels = outputs // 6
+        if channels * 6 != outputs:
+            raise WeightsError(f"an mmc head emits 22 channels × 6 classes, this one {outputs} outputs", path=path)
+        kwargs.update(classification_num_channels=channels, num_classes=6)
+    else:
+        kwargs["num_classes"] = outputs
+    try:
+        config = LuMambaConfig(classifier_option=option, classification_type=kind, **kwargs)
+    except ValueError as exc:
+        raise WeightsError(f"its shapes give no valid configuration ({exc})", path=path) from None
+    problem = coverage_problems(shapes, model_key_shapes(config))
+    if problem:
+        raise WeightsError(f"its keys do not fit the LuMamba model its shapes describe: {problem}", path=path)
+    return config
+
+
+def read_classification_state(path: str | Path) -> dict[str, torch.Tensor]:
+    """The state dict (no prefix, float32) of a fine-tuned classification model in upstream form: a Lightning
+    ``.ckpt`` (read with ``weights_only=True``) or its ``ckpt_to_safetensor.py`` conversion."""
+    path = Path(path)
+    raw = read_tensors(path)
+    model_keys = {k: v for k, v in raw.items() if k.startswith(PREFIX)}
+    others = sorted(set(raw) - set(model_keys))
+    if model_keys and others:
+        raise WeightsError(f"holds tensors outside the model ({_first(others)}): not a LuMamba task checkpoint",
+                           path=path)
+    state = strip_prefix(raw, path)
+    _check_values(state, path)
+    return {k: v.float() for k, v in state.items()}
+
+
 def load_model(path: str | Path, config: LuMambaConfig | None = None, *, encoder_path=None,
                allow_new_head: bool = False, backend: str = "torch") -> LuMamba:
     """A model in eval mode from an official encoder file, a Lightning ``.ckpt`` or a lumamba head file.
 
-    Official files hold the pre-training model; without ``config`` that is what you get. A config with a
-    classifier that the file does not contain is refused unless ``allow_new_head`` (fine-tuning starts from a
-    fresh head)."""
+    Official files hold the pre-training model; without ``config`` that is what you get. A fine-tuned
+    classification model (a BioFoundation ``.ckpt`` or its safetensors conversion) is loaded strictly with the
+    configuration its shapes describe (or ``config``). A config with a classifier that an encoder file does not
+    contain is refused unless ``allow_new_head`` (fine-tuning starts from a fresh head)."""
     path = Path(path)
     if not path.is_file():
         raise WeightsError("weights file not found", path=path)
@@ -199,6 +284,17 @@ def load_model(path: str | Path, config: LuMambaConfig | None = None, *, encoder
         if config is not None and config.to_dict() != metadata.config:
             raise WeightsError("the head file's configuration differs from the one requested", path=path)
         return model
+    state = read_classification_state(path)
+    if any(k.startswith(CLASSIFIER_PREFIX) for k in state) and not allow_new_head:
+        inferred = infer_classification_config({k: tuple(v.shape) for k, v in state.items()},
+                                               config.classification_type if config else None, path)
+        if config is not None and config.to_dict() != inferred.to_dict():
+            raise WeightsError("the checkpoint's shapes describe another configuration than the one given "
+                               f"({coverage_problems(model_key_shapes(config), model_key_shapes(inferred)) or 'sizes'})",
+                               path=path)
+        model = LuMamba(inferred, backend=backend)
+        model.load_state_dict(state, strict=True)
+        return model.eval()
     config = config or LuMambaConfig.tiny()
     reconstruction = config.num_classes == 0
     state = load_official_encoder(path, reconstruction=reconstruction, config=config)
@@ -252,15 +348,31 @@ def save_head(path: str | Path, model: LuMamba, metadata: HeadMetadata) -> Path:
     return path
 
 
+def head_config(path: Path, metadata: HeadMetadata) -> LuMambaConfig:
+    """A head file's configuration, checked (sane bounds, and its tensors' names and shapes, from the header only)
+    before any tensor is built."""
+    try:
+        config = LuMambaConfig.from_dict(metadata.config)
+    except (TypeError, ValueError) as exc:
+        raise WeightsError(f"invalid model configuration in the head metadata ({exc})", path=path) from None
+    if config.num_classes == 0:
+        raise WeightsError("the head metadata describes a model without a classifier", path=path)
+    found = {k.removeprefix(PREFIX): shape for k, (shape, _) in read_safetensors_header(path).tensors.items()}
+    expected = model_key_shapes(config)
+    if not metadata.contains_encoder:
+        expected = {k: v for k, v in expected.items() if k.startswith(CLASSIFIER_PREFIX)}
+    problem = coverage_problems(found, expected)
+    if problem:
+        raise WeightsError(f"does not cover its model: {problem}", path=path)
+    return config
+
+
 def load_head(path: str | Path, encoder_path: str | Path | None = None, *,
               backend: str = "torch") -> tuple[LuMamba, HeadMetadata]:
     """Model (eval mode) and metadata of a head file; head-only files need the matching ``encoder_path``."""
     path = Path(path)
     metadata = read_head_metadata(path)
-    try:
-        config = LuMambaConfig.from_dict(metadata.config)
-    except (TypeError, ValueError) as exc:
-        raise WeightsError(f"invalid model configuration in the head metadata ({exc})", path=path) from None
+    config = head_config(path, metadata)
     state = strip_prefix(_load_safetensors(path), path)
     if not metadata.contains_encoder:
         stray = sorted(k for k in state if not k.startswith(CLASSIFIER_PREFIX))

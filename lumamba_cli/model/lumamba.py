@@ -18,7 +18,7 @@ from torch import nn
 from lumamba_cli.model.mamba import BACKENDS, Mamba, resolve_backend
 
 CLASSIFICATION_TYPES = ("bc", "mcc", "ml", "mc", "mmc")
-HEAD_OPTIONS = (None, "mamba", "linear")
+HEAD_OPTIONS = (None, "mamba", "linear", "probe")
 
 # NeRF location features per octave: (sin, cos) for each of the 3 axes.
 _NERF_PER_OCTAVE = 6
@@ -81,7 +81,8 @@ class LuMambaConfig:
         if self.num_classes < 0:
             problems.append(f"num_classes must be >= 0 (got {self.num_classes})")
         if self.classifier_option not in HEAD_OPTIONS:
-            problems.append(f"classifier_option must be null, 'mamba' or 'linear' (got {self.classifier_option!r})")
+            problems.append(f"classifier_option must be null, 'mamba', 'linear' or 'probe' "
+                            f"(got {self.classifier_option!r})")
         if self.classification_type not in CLASSIFICATION_TYPES:
             problems.append(f"classification_type must be one of {CLASSIFICATION_TYPES} (got {self.classification_type!r})")
         if (
@@ -334,6 +335,18 @@ class LinearClassifier(nn.Module):
         return F.gelu(self.fc1(x.mean(dim=1)))
 
 
+class ProbeClassifier(nn.Module):
+    """Mean over patches → Linear: a linear probe fitted in closed form or by logistic regression on pooled
+    embeddings (lumamba's own head; upstream has none). Same keys as the linear head, without its GELU."""
+
+    def __init__(self, config: LuMambaConfig) -> None:
+        super().__init__()
+        self.fc1 = nn.Linear(config.d_model, config.num_outputs)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc1(x.mean(dim=1))
+
+
 class ChannelEmbeddings(nn.Module):
     def __init__(self, vocab_size: int, embed_dim: int) -> None:
         super().__init__()
@@ -394,6 +407,8 @@ class LuMamba(nn.Module):
             self.classifier = MambaClassifier(config, backend)
         elif config.classifier_option == "linear":
             self.classifier = LinearClassifier(config)
+        elif config.classifier_option == "probe":
+            self.classifier = ProbeClassifier(config)
         else:
             self.classifier = ClassificationHeadWithQueries(config)
         self.mamba_blocks = nn.ModuleList(BiMamba(config, backend) for _ in range(config.num_blocks))
@@ -498,9 +513,10 @@ class LuMamba(nn.Module):
             encoded, location_emb, _ = self._encode(x, channel_locations, mask, jitter)
             return self._reconstruct(encoded, location_emb, channel_names, tuple(x.shape))
         encoded = self._encode(x, channel_locations, mask, jitter)[0]
-        return self._classify(encoded)
+        return self.classify(encoded)
 
-    def _classify(self, encoded: torch.Tensor) -> torch.Tensor:
+    def classify(self, encoded: torch.Tensor) -> torch.Tensor:
+        """Logits from encoder outputs (B, S, Q·E): the head alone (frozen-encoder training from cached outputs)."""
         logits = self.classifier(encoded)
         if self.config.classifier_option == "mamba" and self.config.classification_type == "mmc":
             logits = logits.view(-1, self.config.classification_num_channels, self.config.num_classes)
@@ -555,10 +571,10 @@ class LuMamba(nn.Module):
         elif isinstance(head, MambaClassifier):
             out["head.fc1_gelu"] = F.gelu(head.fc1(hidden))
             out["head.mamba"] = head.mamba_1(out["head.fc1_gelu"])
-        elif isinstance(head, LinearClassifier):
+        elif isinstance(head, (LinearClassifier, ProbeClassifier)):
             out["head.pooled"] = hidden.mean(dim=1)
             out["head.fc1"] = head.fc1(out["head.pooled"])
-        out["logits"] = self._classify(hidden)
+        out["logits"] = self.classify(hidden)
         return out
 
     def parameter_count(self) -> int:
