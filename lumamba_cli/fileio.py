@@ -27,6 +27,12 @@ CHUNK_BYTES = 1 << 20  # large enough to stream at disk speed, small enough to k
 _SHA_CACHE_ENTRIES = 2048  # recordings of a large run, weights; the file stays well under a megabyte
 
 _Result = TypeVar("_Result")
+# mkstemp creates 0600 files; what lumamba keeps gets the permissions any other program's file would (0666 less
+# the umask), so colleagues on a shared server can read reports. Read once, at import: os.umask can only be read
+# by setting it, which must not race with other threads.
+_UMASK = os.umask(0o022)
+os.umask(_UMASK)
+_FILE_MODE = 0o666 & ~_UMASK
 _sha_memo: dict[tuple[str, int, int], str] = {}
 _sha_lock = threading.Lock()
 
@@ -124,6 +130,7 @@ def _write_atomically(path: Path, fill: Callable[[BinaryIO], _Result]) -> _Resul
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.", suffix=TMP_SUFFIX, dir=path.parent)
     try:
+        os.fchmod(fd, _FILE_MODE)
         with os.fdopen(fd, "wb") as handle:
             result = fill(handle)
             handle.flush()

@@ -79,15 +79,31 @@ class QCThresholds(BaseModel):
             raise UsageError(f"invalid QC thresholds: {str(exc).splitlines()[0]}", path=path) from exc
 
 
+CHANNEL_METRICS = ("ptp_uv", "line_ratio", "hf_ratio")  # what reports keep per window and channel
+
+
 @dataclass(frozen=True)
 class QCWindow:
-    """The verdict on one window: whether it passes, each flag with its channel count, the flagged channels."""
+    """The verdict on one window: whether it passes, each flag with its channel count, the flagged channels, and
+    per channel the metrics reports keep (``CHANNEL_METRICS``)."""
 
     start_s: float
     segment: int
     passed: bool
     flags: list[str]  # e.g. ["flat 2/21", "muscle 7/21"]; empty when clean
     bad_channels: dict[str, list[str]]  # flag → channel names
+    channel_metrics: dict[str, np.ndarray]  # metric → (C,), in the block's channel order
+
+    def values(self) -> dict[str, float]:
+        """The window's numbers for a table: largest peak-to-peak, median line-noise and high-frequency ratios,
+        number of flagged channels."""
+        if not self.channel_metrics:
+            return {"ptp_max_uv": float("nan"), "line_ratio_median": float("nan"), "hf_ratio_median": float("nan"),
+                    "bad_channels": 0}
+        return {"ptp_max_uv": float(np.max(self.channel_metrics["ptp_uv"])),
+                "line_ratio_median": float(np.median(self.channel_metrics["line_ratio"])),
+                "hf_ratio_median": float(np.median(self.channel_metrics["hf_ratio"])),
+                "bad_channels": len({c for chans in self.bad_channels.values() for c in chans})}
 
 
 @dataclass
@@ -112,7 +128,8 @@ class QCBlock:
         for k in range(len(self)):
             bad = {name: [self.channel_names[c] for c in np.flatnonzero(self.flags[name][k])] for name in FLAG_NAMES}
             out.append(QCWindow(float(self.start_s[k]), int(self.segment[k]), bool(self.qc_pass[k]),
-                                list(self.qc_flags[k]), {n: chs for n, chs in bad.items() if chs}))
+                                list(self.qc_flags[k]), {n: chs for n, chs in bad.items() if chs},
+                                {name: self.metrics[name][k] for name in CHANNEL_METRICS}))
         return out
 
 

@@ -19,9 +19,11 @@ from typing import Any, Iterable, Sequence
 
 from lumamba_cli import DISCLAIMER, __version__
 from lumamba_cli.fileio import atomic_write_bytes, write_json
+from lumamba_cli.qc import CHANNEL_METRICS, QCWindow
 from lumamba_cli.recording import RecordingLike
 
-SCHEMA_VERSION = "1.0"
+SCHEMA_VERSION = "1.1"
+QC_COLUMNS = ("ptp_max_uv", "line_ratio_median", "hf_ratio_median", "bad_channels")
 # Probabilities are rounded so that reports do not depend on the last float32 bits of a BLAS kernel.
 PROBABILITY_DECIMALS = 6
 QC_TASK = "qc"
@@ -52,6 +54,7 @@ class WindowRow:
     qc_pass: bool = True
     qc_flags: list[str] = field(default_factory=list)
     qc_bad_channels: dict[str, list[str]] = field(default_factory=dict)  # flag → channels (JSON only)
+    qc: QCWindow | None = None  # the numbers behind the flags
     excluded: bool = False
     excluded_reason: str | None = None
 
@@ -166,6 +169,8 @@ def build_report(
     warnings: Iterable[str] = (),
 ) -> dict[str, Any]:
     """Assemble one recording's report for one task as a JSON-ready dict (validated by :func:`json_schema`)."""
+    if qc is not None:
+        qc = {**qc, "channel_metrics": channel_metrics(rows, qc.get("channels", []))}
     return {
         "schema_version": SCHEMA_VERSION,
         "disclaimer": DISCLAIMER,
@@ -191,6 +196,7 @@ def build_report(
                 "qc_pass": row.qc_pass,
                 "qc_flags": list(row.qc_flags),
                 "qc_bad_channels": dict(row.qc_bad_channels),
+                "qc_values": _qc_values(row),
                 "excluded": row.excluded,
                 "excluded_reason": row.excluded_reason,
             }
@@ -199,10 +205,27 @@ def build_report(
     }
 
 
+def _qc_values(row: WindowRow) -> dict[str, float | int | None]:
+    if row.qc is None:
+        return {name: None for name in QC_COLUMNS}
+    values = row.qc.values()
+    return {name: (None if isinstance(value, float) and not math.isfinite(value) else
+                   (value if isinstance(value, int) else float(f"{value:.4g}"))) for name, value in values.items()}
+
+
+def channel_metrics(rows: Sequence[WindowRow], channels: Sequence[str]) -> dict[str, Any]:
+    """Per window and channel, the QC metrics behind the flags (4 significant digits): the report's heat map."""
+    out: dict[str, Any] = {"channels": list(channels)}
+    for name in CHANNEL_METRICS:
+        out[name] = [[float(f"{v:.4g}") for v in row.qc.channel_metrics[name]]
+                     if row.qc is not None and row.qc.channel_metrics else None for row in rows]
+    return out
+
+
 def csv_bytes(rows: Sequence[WindowRow], labels: Sequence[str] | None, start_time: _dt.datetime | None) -> bytes:
-    """The per-window table; its first line is a ``#`` comment with the disclaimer (pandas: ``comment='#'``)."""
+    """The per-window table, readable by a plain ``pandas.read_csv``: one header line, numeric QC columns, and the
+    research-only disclaimer as the value of the last column (``disclaimer``) in the first row."""
     buffer = io.StringIO()
-    buffer.write(f"# {DISCLAIMER}\n")
     writer = csv.writer(buffer, lineterminator="\n")
     header = ["start_s", "end_s"]
     if start_time is not None:
@@ -211,9 +234,10 @@ def csv_bytes(rows: Sequence[WindowRow], labels: Sequence[str] | None, start_tim
     header += [probability_column(label) for label in labels]
     if labels:
         header.append("predicted")
-    header += ["qc_pass", "qc_flags", "excluded", "excluded_reason"]
+    header += ["qc_pass", "qc_flags", *(f"qc_{name}" for name in QC_COLUMNS), "excluded", "excluded_reason",
+               "disclaimer"]
     writer.writerow(header)
-    for row in rows:
+    for number, row in enumerate(rows):
         line: list[Any] = [f"{row.start_s:.6f}", f"{row.end_s:.6f}"]
         if start_time is not None:
             line.append(row.clock(start_time))
@@ -222,11 +246,14 @@ def csv_bytes(rows: Sequence[WindowRow], labels: Sequence[str] | None, start_tim
             line.append("" if value is None else f"{value:.{PROBABILITY_DECIMALS}f}")
         if labels:
             line.append(row.label or "")
+        values = _qc_values(row)
         line += [
             "true" if row.qc_pass else "false",
             ";".join(row.qc_flags),
+            *("" if values[name] is None else values[name] for name in QC_COLUMNS),
             "true" if row.excluded else "false",
             row.excluded_reason or "",
+            DISCLAIMER if number == 0 else "",
         ]
         writer.writerow(line)
     return buffer.getvalue().encode("utf-8")
@@ -279,6 +306,13 @@ REPORT_SCHEMA: dict[str, Any] = {
                 "path": {"type": "string"},
                 "size": {"type": "integer", "minimum": 0},
                 "sha256": {"type": "string", "pattern": "^[0-9a-f]{64}$"},
+                "annotations": {
+                    "type": "array",
+                    "description": "the recording's own annotations (EDF+ TALs), true seconds from its start",
+                    "items": {"type": "object", "required": ["onset_s", "duration_s", "text"],
+                              "properties": {"onset_s": {"type": "number"}, "duration_s": _NULLABLE_NUM,
+                                             "text": {"type": "string"}}},
+                },
                 "header": {
                     "type": "object",
                     "required": ["format", "reader", "duration_s", "start_time", "channels", "segments"],
@@ -362,7 +396,20 @@ REPORT_SCHEMA: dict[str, Any] = {
                 "classification_type": _NULLABLE_STR,
             },
         },
-        "qc": {"type": ["object", "null"]},
+        "qc": {
+            "type": ["object", "null"],
+            "properties": {
+                "window_s": {"type": "number"},
+                "channels": {"type": "array", "items": {"type": "string"}},
+                "channel_metrics": {
+                    "type": "object",
+                    "description": "per window (in the order of 'windows') and channel (in the order of 'channels'): "
+                                   "peak-to-peak µV, line-noise ratio, high-frequency ratio; null where a window "
+                                   "has no QC",
+                    "required": ["channels", "ptp_uv", "line_ratio", "hf_ratio"],
+                },
+            },
+        },
         "versions": {
             "type": "object",
             "required": ["lumamba", "python", "torch", "mne", "numpy", "pyedflib"],
@@ -405,6 +452,14 @@ REPORT_SCHEMA: dict[str, Any] = {
                     "qc_flags": {"type": "array", "items": {"type": "string"}},
                     "qc_bad_channels": {"type": "object",
                                         "additionalProperties": {"type": "array", "items": {"type": "string"}}},
+                    "qc_values": {
+                        "type": "object",
+                        "description": "largest peak-to-peak (µV), median line-noise and high-frequency ratios over "
+                                       "the window's channels, and how many channels carry a flag",
+                        "properties": {"ptp_max_uv": _NULLABLE_NUM, "line_ratio_median": _NULLABLE_NUM,
+                                       "hf_ratio_median": _NULLABLE_NUM,
+                                       "bad_channels": {"type": ["integer", "null"], "minimum": 0}},
+                    },
                     "excluded": {"type": "boolean"},
                     "excluded_reason": _NULLABLE_STR,
                 },
@@ -456,6 +511,8 @@ def input_summary(recording: RecordingLike, sha256: str) -> dict[str, Any]:
         "path": str(Path(recording.path).resolve()) if recording.path.exists() else str(recording.path),
         "size": recording.file_size,
         "sha256": sha256,
+        "annotations": [{"onset_s": a.onset_s, "duration_s": a.duration_s, "text": a.text}
+                        for a in recording.annotations],
         "header": {
             "format": str(recording.file_format),
             "reader": str(recording.reader),

@@ -27,7 +27,7 @@ from lumamba_cli.fileio import sha256_file
 from lumamba_cli.heads import TaskHead, head_for_task, show_head
 from lumamba_cli.montage import MontageReport, load_registry
 from lumamba_cli.preprocess import CHUNKED_DEVIATION_NOTE, Mode, PreprocessPolicy, prepare, zscore
-from lumamba_cli.qc import QCThresholds, QCWindow, eeg_channels, iter_qc
+from lumamba_cli.qc import CHANNEL_METRICS, QCThresholds, QCWindow, eeg_channels, iter_qc
 from lumamba_cli.recipes import Recipe, load_recipe
 from lumamba_cli.recording import RecordingLike, open_recording
 from lumamba_cli.report import (
@@ -236,7 +236,7 @@ def _qc_report(recording: RecordingLike, montage: MontageReport, window_s: float
         for window in block.windows():
             rows.append(WindowRow(index=len(rows), start_s=window.start_s, end_s=window.start_s + window_s,
                                   segment=window.segment, qc_pass=window.passed, qc_flags=window.flags,
-                                  qc_bad_channels=window.bad_channels, excluded=not window.passed,
+                                  qc_bad_channels=window.bad_channels, qc=window, excluded=not window.passed,
                                   excluded_reason=None if window.passed else qc_reason(window.flags)))
     details = _qc_details([recording.channels[i].label for i in channels], window_s, thresholds, mains)
     skipped = [f"{recording.path}: segment {index} at {seg.onset_s:.3f} s lasts {seg.duration_s:.3f} s, shorter "
@@ -273,14 +273,16 @@ class _QcLookup:
             hits = [self.windows[k] for k in range(lo, hi) if self.segments[k] == seg]
             if not hits:
                 # The raw grid drops a segment's remainder; a model window there has no QC: say so, do not pass it.
-                out.append(QCWindow(float(start), int(seg), False, ["qc unavailable"], {}))
+                out.append(QCWindow(float(start), int(seg), False, ["qc unavailable"], {}, {}))
                 continue
             bad: dict[str, list[str]] = {}
             for hit in hits:
                 for name, chans in hit.bad_channels.items():
                     bad[name] = list(dict.fromkeys(bad.get(name, []) + chans))
+            # the worst of the raw-grid windows a model window overlaps, channel by channel
+            metrics = {name: np.max([h.channel_metrics[name] for h in hits], axis=0) for name in CHANNEL_METRICS}
             out.append(QCWindow(float(start), int(seg), all(h.passed for h in hits),
-                                list(dict.fromkeys(f for h in hits for f in h.flags)), bad))
+                                list(dict.fromkeys(f for h in hits for f in h.flags)), bad, metrics))
         return out
 
 
@@ -439,7 +441,7 @@ def collect(models: dict[str, TaskModel], threshold: float, items: Iterator[Mess
                 rows.append(WindowRow(
                     index=len(rows), start_s=start, end_s=start + width, segment=int(item.segment[k]),
                     probabilities=scores.probabilities[k], predicted=scores.predicted[k], qc_pass=qc.passed,
-                    qc_flags=qc.flags, qc_bad_channels=qc.bad_channels, excluded=not qc.passed,
+                    qc_flags=qc.flags, qc_bad_channels=qc.bad_channels, qc=qc, excluded=not qc.passed,
                     excluded_reason=None if qc.passed else qc_reason(qc.flags),
                 ))
             windows_done(len(item.start_s))

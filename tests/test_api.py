@@ -39,7 +39,7 @@ def edited(absence_edf, tmp_path_factory):
 def cli_windows(path, out, head) -> pd.DataFrame:
     code, _, err = run_cli(["screen", path, "--task", "tuab", "--head", head, "--out", out, "--quiet"])
     assert code == 0, err
-    return pd.read_csv(out / f"{path.stem}.tuab.windows.csv", comment="#")
+    return pd.read_csv(out / f"{path.stem}.tuab.windows.csv")
 
 
 def test_screen_a_raw_edited_in_memory_gives_the_numbers_of_the_saved_file(edited, head, tmp_path):

@@ -112,14 +112,16 @@ def test_threshold_is_honoured():
                      positive_label="abnormal")["positive"]["longest_run_windows"] == 0
 
 
-def test_csv_starts_with_disclaimer_and_parses():
+def test_csv_parses_with_a_plain_read_csv_and_carries_the_disclaimer():
     start = dt.datetime(2020, 1, 2, 3, 4, 5)
     data = csv_bytes(_rows([0.2, 0.7], excluded={1}), ["normal", "abnormal"], start).decode()
-    first, _ = data.split("\n", 1)
-    assert first == f"# {DISCLAIMER}"
-    frame = pd.read_csv(io.StringIO(data), comment="#")
+    frame = pd.read_csv(io.StringIO(data))  # no comment= needed
     assert list(frame.columns) == ["start_s", "end_s", "start_time", "p_normal", "p_abnormal", "predicted",
-                                   "qc_pass", "qc_flags", "excluded", "excluded_reason"]
+                                   "qc_pass", "qc_flags", "qc_ptp_max_uv", "qc_line_ratio_median",
+                                   "qc_hf_ratio_median", "qc_bad_channels", "excluded", "excluded_reason",
+                                   "disclaimer"]
+    assert frame["disclaimer"].iloc[0] == DISCLAIMER and frame["disclaimer"].iloc[1:].isna().all()
+    assert frame["qc_pass"].dtype == bool
     assert frame["start_time"].tolist() == ["2020-01-02T03:04:05", "2020-01-02T03:04:10"]
     assert frame["p_abnormal"].tolist() == pytest.approx([0.2, 0.7])
     assert frame["excluded"].tolist() == [False, True]
@@ -128,7 +130,7 @@ def test_csv_starts_with_disclaimer_and_parses():
 
 def test_csv_without_start_time_has_no_clock_column():
     data = csv_bytes(_rows([0.2]), ["normal", "abnormal"], None).decode()
-    frame = pd.read_csv(io.StringIO(data), comment="#")
+    frame = pd.read_csv(io.StringIO(data))
     assert "start_time" not in frame.columns
 
 
@@ -186,3 +188,18 @@ def test_per_channel_summary_counts_each_predicted_channel():
     classes = {c["label"]: c for c in summarise(rows, ["FP1-F7", "T3-T5"])["classes"]}
     assert classes["FP1-F7"]["predicted"] == 2 and classes["T3-T5"]["predicted"] == 1
     assert classes["FP1-F7"]["longest_run_windows"] == 2 and classes["T3-T5"]["longest_run_windows"] == 1
+
+
+def test_written_files_get_the_umask_permissions(tmp_path):
+    old = os.umask(0o027)
+    try:
+        import importlib
+
+        import lumamba_cli.fileio as fileio
+
+        importlib.reload(fileio)  # the umask is read once, at import
+        fileio.atomic_write_bytes(tmp_path / "r.csv", b"x")
+        assert (tmp_path / "r.csv").stat().st_mode & 0o777 == 0o640
+    finally:
+        os.umask(old)
+        importlib.reload(fileio)

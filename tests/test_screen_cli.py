@@ -42,7 +42,8 @@ def load_outputs(out: Path, stem: str, task: str) -> tuple[dict, pd.DataFrame, s
     report = json.loads((out / f"{stem}.{task}.json").read_text())
     jsonschema.validate(report, json_schema("report"))
     text = (out / f"{stem}.{task}.windows.csv").read_text()
-    return report, pd.read_csv(io.StringIO(text), comment="#"), text.splitlines()[0]
+    frame = pd.read_csv(io.StringIO(text))
+    return report, frame, frame["disclaimer"].iloc[0] if len(frame) else None
 
 
 def seizure_intervals(path: Path) -> list[tuple[float, float]]:
@@ -98,7 +99,7 @@ def test_qc_screen_of_the_absence_recording(absence_edf, tmp_path, capsys):
     assert captured.err.count("RESEARCH USE ONLY") == 1
 
     report, frame, first_line = load_outputs(out, absence_edf.stem, "qc")
-    assert first_line == f"# {DISCLAIMER}"
+    assert first_line == DISCLAIMER
     assert report["disclaimer"] == DISCLAIMER and report["task"] == "qc" and report["model"] is None
 
     raw = mne.io.read_raw_edf(absence_edf, preload=False, verbose="error")
@@ -180,7 +181,7 @@ def test_mumtaz_with_an_explicit_head_on_the_seizure_excerpt(heads, tmp_path):
     assert run(["screen", str(EXCERPT), "--task", "mumtaz", "--head", str(heads["mumtaz"]),
                     "--out", str(out), "--quiet", "--threshold", "0.7", "--batch-size", "10"]) == 0
     report, frame, first_line = load_outputs(out, EXCERPT.stem, "mumtaz")
-    assert first_line == f"# {DISCLAIMER}"
+    assert first_line == DISCLAIMER
     windows = report["windows"]
     assert len(windows) == 36 and [w["start_s"] for w in windows] == [5.0 * k for k in range(36)]
     for start, end in seizure_intervals(EXCERPT):
