@@ -35,7 +35,7 @@ from lumamba_cli.channels import (
     unit_to_uv,
 )
 from lumamba_cli.edf import Annotation, Header, RecordReader, Segment, parse_start_time, read_header, read_timeline
-from lumamba_cli.errors import BadInputError
+from lumamba_cli.errors import BadInputError, first_line
 
 Units = Literal["uV", "physical"]
 
@@ -43,10 +43,10 @@ Units = Literal["uV", "physical"]
 class Reader(StrEnum):
     """Which library reads the samples (the header is always parsed and checked by ``edf.py`` first)."""
 
-    auto = "auto"  # pyedflib, MNE where pyedflib refuses a readable file, ours where MNE cannot serve mixed rates
-    pyedflib = "pyedflib"
-    mne = "mne"
-    native = "native"  # lumamba's own record reader
+    auto = "auto"  # lumamba's own record reader, behind the header checks (the same values as pyedflib's)
+    pyedflib = "pyedflib"  # kept as a cross-check; refuses EDF+D and non-ASCII headers
+    mne = "mne"  # cannot serve channels slower than the fastest one
+    native = "native"
 
 
 class RecordingLike(Protocol):
@@ -381,31 +381,20 @@ class Recording(_Samples):
         self.reader: str = self._source.name
 
     def _open_source(self, reader: Reader) -> Any:
+        # Our record reader reads every file the header checks accept, all channels in one pass: it is the default.
+        # The libraries stay available (and the tests compare all three on every real recording).
         reader = Reader(reader)
-        if reader == "native":
+        if reader in (Reader.auto, Reader.native):
             return _NativeSource(self.path, self._header, self._signal_numbers)
-        refusal: Exception | None = None
-        if reader in ("auto", "pyedflib"):
+        if reader == Reader.pyedflib:
             try:
                 return _PyedflibSource(self.path, self._header, self._signal_numbers)
             except OSError as exc:
-                if reader == "pyedflib":
-                    raise BadInputError(f"pyedflib cannot read this file: {exc}", path=self.path) from None
-                refusal = exc
-        rates = {channel.sfreq for channel in self.channels}
-        if reader == "auto" and len(rates) > 1:
-            # MNE would resample slower channels to the fastest rate, so it cannot serve their own samples;
-            # our record reader can, and every header check has already passed.
-            self.warnings.append(f"read with lumamba's own record reader because pyedflib refused the file: {refusal}")
-            return _NativeSource(self.path, self._header, self._signal_numbers)
+                raise BadInputError(f"pyedflib cannot read this file: {exc}", path=self.path) from None
         try:
-            source = _MneSource(self.path, self._header, self.channels)
+            return _MneSource(self.path, self._header, self.channels)
         except Exception as exc:  # MNE raises plain ValueError/RuntimeError on files it cannot parse
-            because = f" (pyedflib: {refusal})" if refusal else ""
-            raise BadInputError(f"no reader can read this file: MNE: {exc}{because}", path=self.path) from None
-        if refusal is not None:
-            self.warnings.append(f"read with MNE because pyedflib refused the file: {refusal}")
-        return source
+            raise BadInputError(f"MNE cannot read this file: {first_line(exc)}", path=self.path) from None
 
     def _physical_into(self, out: np.ndarray, channels: list[int], first: int, count: int) -> None:
         if self._source is None:

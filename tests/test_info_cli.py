@@ -19,7 +19,7 @@ def test_info_human(absence_edf, capsys):
     assert code == 0
     assert out == ""  # people's output goes to stderr only
     assert "RESEARCH USE ONLY" in err
-    assert "EDF+C" in err and "pyedflib" in err and "1811 s" in err
+    assert "EDF+C" in err and "read with native" in err and "1811 s" in err
     assert "EEG Fp1" in err and "ECG X1" in err and "marker" in err
     assert "114 annotation(s)" in err
     assert "more (use --json for all)" in err

@@ -77,7 +77,7 @@ def test_agrees_with_mne(shared_data, name, reader):
     raw = mne_raw(path)
     extras = raw._raw_extras[0]
     with open_recording(path, reader=reader) as rec:
-        assert rec.reader == ("pyedflib" if reader == "auto" else reader)
+        assert rec.reader == ("native" if reader == "auto" else reader)
         # Names (MNE renames duplicates "T8-P8-0", "T8-P8-1"; we keep the file's label and tell them apart by index).
         assert len(rec.channels) == len(raw.ch_names)
         for channel, mne_name in zip(rec.channels, raw.ch_names):
@@ -109,9 +109,8 @@ def test_agrees_with_mne(shared_data, name, reader):
 
 
 def test_the_three_readers_agree(absence_edf):
-    with open_recording(absence_edf) as fast, open_recording(absence_edf, reader="mne") as slow, open_recording(
-        absence_edf, reader="native"
-    ) as native:
+    with open_recording(absence_edf, reader="pyedflib") as fast, open_recording(absence_edf, reader="mne") as slow, \
+            open_recording(absence_edf) as native:
         assert (fast.reader, slow.reader, native.reader) == ("pyedflib", "mne", "native")
         picks = [c.index for c in fast.channels if c.kind == "eeg"]
         reference = fast.read(picks, 100.0, 130.0)
@@ -124,7 +123,8 @@ def test_native_reader_batches_and_partial_records(absence_edf, monkeypatch):
 
     # Tiny batches force many record batches and starts/stops inside a record.
     monkeypatch.setattr(RecordReader, "batch_bytes", 3 * 14456)
-    with open_recording(absence_edf, reader="native") as native, open_recording(absence_edf) as reference:
+    with open_recording(absence_edf, reader="native") as native, \
+            open_recording(absence_edf, reader="pyedflib") as reference:
         for start, stop in [(0.0, 0.005), (12.345, 20.0), (99.995, 100.005), (1800.0, 1811.0)]:
             np.testing.assert_array_equal(native.read([0, 33], start, stop), reference.read([0, 33], start, stop))
 
@@ -230,13 +230,16 @@ def generator_edf(shared_data) -> Path:
     return shared_data / "pyedflib_test_generator.edf"
 
 
-def test_latin1_micro_unit_falls_back_to_mne(generator_edf, tmp_path):
+def test_latin1_micro_unit(generator_edf, tmp_path):
     patched = set_unit(generator_edf, tmp_path / "latin1.edf", b"\xb5V")
     assert b"\xb5V" in patched.read_bytes()[: 256 * 13]
-    with open_recording(patched) as rec, open_recording(generator_edf) as original:
-        assert rec.channels[0].unit == "µV" and rec.channels[0].to_uv == 1.0
-        assert rec.reader == "mne" and any("pyedflib refused" in w for w in rec.warnings)
-        np.testing.assert_allclose(rec.read([0, 3], 10, 20), original.read([0, 3], 10, 20), atol=1e-9)
+    with open_recording(patched) as rec, open_recording(generator_edf, reader="pyedflib") as original, \
+            open_recording(patched, reader="mne") as by_mne:
+        assert rec.channels[0].unit == "µV" and rec.channels[0].to_uv == 1.0 and rec.reader == "native"
+        np.testing.assert_array_equal(rec.read([0, 3], 10, 20), original.read([0, 3], 10, 20))
+        np.testing.assert_allclose(by_mne.read([0, 3], 10, 20), original.read([0, 3], 10, 20), atol=1e-9)
+    with pytest.raises(BadInputError, match="pyedflib cannot read this file"):
+        open_recording(patched, reader="pyedflib")
 
 
 def test_millivolt_and_unknown_units(generator_edf, tmp_path):
@@ -281,7 +284,7 @@ def test_bdf_24bit_from_real_eeg(shared_data, tmp_path):
     source = shared_data / "pyedflib_test_subsecond.edf"
     bdf = edf_to_bdf(source, tmp_path / "subsecond.bdf", scale=256)
     with open_recording(bdf) as rec, open_recording(source) as original:
-        assert rec.file_format == "BDF+C" and rec.reader == "pyedflib"
+        assert rec.file_format == "BDF+C" and rec.reader == "native"
         assert rec.channels[0].digital_min == -32768 * 256
         assert rec.start_time == original.start_time
         assert [a.text for a in rec.annotations] == [a.text for a in original.annotations]
@@ -299,9 +302,11 @@ def test_failed_pyedflib_open_does_not_break_open_readers(generator_edf, shared_
     header = read_raw_header(bdf)
     annotation_digital_min = 256 + header.n_signals * (16 + 80 + 8 + 8 + 8) + 8 * 1
     refused = patch_header_bytes(bdf, tmp_path / "refused.bdf", annotation_digital_min, b"-32768  ")
-    with open_recording(generator_edf) as first:
+    with open_recording(generator_edf, reader="pyedflib") as first:
         before = first.read([0, 4], 0, 30)
-        with open_recording(refused) as second:
+        with pytest.raises(BadInputError, match="pyedflib cannot read"):
+            open_recording(refused, reader="pyedflib")
+        with open_recording(refused, reader="mne") as second:
             assert second.reader == "mne"
         np.testing.assert_array_equal(first.read([0, 4], 0, 30), before)
         assert np.abs(before).max() > 0
@@ -319,7 +324,7 @@ def test_write_edf_round_trip(tmp_path):
     signals = [SignalSpec("EEG Cz", 256), SignalSpec("EEG Pz", 256), SignalSpec("ECG", 256, unit="mV")]
     path = write_edf(tmp_path / "w.edf", signals, 10, 1.0, lambda k: data[:, k * 256 : (k + 1) * 256])
     with open_recording(path) as rec:
-        assert rec.file_format == "EDF" and rec.reader == "pyedflib"
+        assert rec.file_format == "EDF" and rec.reader == "native"
         gain = (3276.7 + 3276.8) / 65535
         expected = (data.astype(np.float64) + 32768) * gain - 3276.8
         np.testing.assert_allclose(rec.read([0, 1]), expected[:2], atol=1e-9)
@@ -382,7 +387,7 @@ EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "absence_excerpt.ed
 def test_example_excerpt_is_a_lossless_cut(absence_edf):
     assert EXAMPLE.stat().st_size < 3_000_000
     with open_recording(EXAMPLE) as excerpt, open_recording(absence_edf) as source:
-        assert excerpt.file_format == "EDF+C" and excerpt.reader == "pyedflib" and not excerpt.segments[1:]
+        assert excerpt.file_format == "EDF+C" and excerpt.reader == "native" and not excerpt.segments[1:]
         offset = (excerpt.start_time - source.start_time).total_seconds()
         assert [c.label for c in excerpt.channels] == [c.label for c in source.channels]
         assert [(c.sfreq, c.physical_min, c.digital_max, c.unit) for c in excerpt.channels] == [
@@ -410,7 +415,6 @@ def test_discontinuous_mixed_rate_bdf_uses_own_reader(shared_data, tmp_path):
     path, _ = make_discontinuous(source, tmp_path / "gaps.bdf", {10: 3.0})
     with open_recording(path) as rec, open_recording(source) as original:
         assert rec.file_format == "BDF+D" and rec.reader == "native"
-        assert any("pyedflib refused" in w for w in rec.warnings)
         assert [s.onset_s for s in rec.segments] == [0.0, 13.0]
         for channel in rec.channels:  # five rates, each read at its own rate
             np.testing.assert_array_equal(rec.read([channel.index]), original.read([channel.index]))
@@ -438,7 +442,8 @@ def test_flat_channels(tmp_path):
 
 def test_same_file_opened_twice(generator_edf):
     # edflib refuses a second open of one file; the second Recording must still read, and the first keep reading.
-    with open_recording(generator_edf) as first, open_recording(generator_edf) as second:
+    with open_recording(generator_edf, reader="pyedflib") as first, \
+            open_recording(generator_edf, reader="mne") as second:
         assert first.reader == "pyedflib" and second.reader == "mne"
         np.testing.assert_allclose(second.read([0, 7], 3, 9), first.read([0, 7], 3, 9), rtol=0, atol=1e-9)
         assert np.abs(first.read([7], 3, 9)).max() > 0
@@ -495,3 +500,19 @@ def test_scan_warns_on_eeg_that_never_swings_a_microvolt(tmp_path):
         notes = [w for w in rec.warnings if "below 1 µV peak to peak" in w]
         assert len(notes) == 1 and "'EEG Pz' (0.8 µV)" in notes[0]
         assert "Cz" not in notes[0] and "ECG" not in notes[0]
+
+
+@pytest.mark.parametrize("name", REAL_FILES)
+def test_default_reader_is_bit_identical_to_pyedflib(shared_data, name):
+    """The default (our record reader) against the library it replaced, on every real recording pyedflib reads."""
+    path = shared_data / name
+    try:
+        reference = open_recording(path, reader="pyedflib")
+    except BadInputError as refusal:
+        pytest.skip(f"pyedflib refuses {name}: {refusal}")
+    with reference, open_recording(path) as native:
+        assert native.reader == "native"
+        for rate in sorted({c.sfreq for c in native.channels}):
+            picks = [c.index for c in native.channels if c.sfreq == rate]
+            units = "uV" if all(native.channels[i].to_uv is not None for i in picks) else "physical"
+            np.testing.assert_array_equal(native.read(picks, units=units), reference.read(picks, units=units))

@@ -47,8 +47,8 @@ ModeOption = Annotated[Optional[Mode], typer.Option(
                    "memory for very long recordings (small stated deviation); auto = chunked only for segments "
                    "over an hour. Default: the preprocessing the head was trained with (else auto).")]
 ReaderOption = Annotated[Reader, typer.Option(
-    "--reader", help="Sample reader: auto (pyedflib, MNE where pyedflib refuses the file, lumamba's own where MNE "
-                     "cannot serve mixed rates), pyedflib, mne, or native (lumamba's own record reader).")]
+    "--reader", help="Sample reader: auto = native (lumamba's own record reader, behind its header checks; reads "
+                     "every valid EDF/BDF, EDF+D and mixed rates included), or pyedflib / mne to cross-check.")]
 AliasesOption = Annotated[Optional[Path], typer.Option(
     "--aliases", metavar="FILE",
     help="Extra names and positions: a TSV with a header row 'name, canonical' (alias → known electrode) and/or "
