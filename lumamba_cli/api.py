@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, Iterator
 import numpy as np
 
 from lumamba_cli import DISCLAIMER
+from lumamba_cli.errors import LumambaError
 from lumamba_cli import embedding
 from lumamba_cli.embedding import Embeddings, Pool, load_encoder
 from lumamba_cli.fileio import sha256_file
@@ -29,7 +30,7 @@ from lumamba_cli.preprocess import Mode, PreprocessPolicy
 from lumamba_cli.recipes import load_recipe
 from lumamba_cli.recording import ArrayRecording, Reader, RecordingLike, open_recording
 from lumamba_cli.report import WindowRow, probability_column
-from lumamba_cli.screening import ScreenOptions, TaskReport, collect, plan_run, produce
+from lumamba_cli.screening import ScreenOptions, collect, plan_run, produce
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -77,13 +78,17 @@ class TaskResult:
 
 
 class ScreenResult(Mapping[str, TaskResult]):
-    """Every task's result for one recording, by task id (``result["tuab"]``), in the order they ran."""
+    """Every task's result for one recording, by task id (``result["tuab"]``), in the order they ran. A task that
+    could not run on this recording is in ``failures``; asking for its result raises its error."""
 
-    def __init__(self, tasks: list[TaskResult]):
+    def __init__(self, tasks: list[TaskResult], failures: dict[str, LumambaError]):
         self._tasks = {t.task: t for t in tasks}
+        self.failures = failures
         self.disclaimer = DISCLAIMER
 
     def __getitem__(self, task: str) -> TaskResult:
+        if task in self.failures:
+            raise self.failures[task]
         return self._tasks[task]
 
     def __iter__(self) -> Iterator[str]:
@@ -130,10 +135,13 @@ def screen(source: Source, tasks: Sequence[str] = ("qc",), head: str | Path | No
     options, plan, models = plan_run(options)
     recording, sha256 = as_recording(source, ch_names=ch_names, sfreq=sfreq, reader=reader)
     try:
-        reports: list[TaskReport] = collect(models, options.threshold, produce(plan, recording, sha256))
+        result = collect(models, options.threshold, produce(plan, recording, sha256))
     finally:
         recording.close()
-    return ScreenResult([TaskResult(r.task, r.document, r.rows, r.labels) for r in reports])
+    failures = {task: failed.error for task, failed in result.failures.items()}
+    if failures and not result.reports:
+        raise next(iter(failures.values()))
+    return ScreenResult([TaskResult(r.task, r.document, r.rows, r.labels) for r in result.reports], failures)
 
 
 def encode(source: Source, encoder: str | Path | None = None, pool: Pool | None = Pool.mean, *, task: str = "embed",

@@ -19,7 +19,7 @@ app = typer.Typer(
         "Screen EEG recordings (EDF/EDF+/BDF) with LuMamba.\n\n"
         f"{DISCLAIMER}\n\n"
         "Exit codes: 0 ok, 1 internal error, 2 usage, 3 bad input file, 4 montage unusable, "
-        "5 weights/head problem, 6 some files of a batch failed, 7 network/offline."
+        "5 weights/head problem, 6 some files of a batch failed, 7 network/offline, 8 cannot write the output."
     ),
     no_args_is_help=True,
     add_completion=False,
@@ -56,9 +56,9 @@ def _root(
 
 
 def _register_commands() -> None:
-    from lumamba_cli.commands import embed, evaluate, heads, info, montage, schema, screen, train, weights
+    from lumamba_cli.commands import embed, evaluate, heads, info, manifest, montage, schema, screen, train, weights
 
-    for module in (info, montage, screen, embed, weights, heads, train, evaluate, schema):
+    for module in (info, montage, screen, embed, manifest, weights, heads, train, evaluate, schema):
         module.register(app)
 
 
@@ -67,7 +67,10 @@ _register_commands()
 
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry point: turns LumambaError into one line and its exit code."""
+    from rich.markup import escape
+
     from lumamba_cli import console
+    from lumamba_cli.console import clean
 
     console.reset_disclaimer()  # once per run, also when tests call main() repeatedly in one process
     try:
@@ -76,7 +79,8 @@ def main(argv: list[str] | None = None) -> None:
     except LumambaError as exc:
         if _state["debug"]:
             raise
-        err.print(f"[bold red]error:[/] {exc.line()}", markup=True, highlight=False, soft_wrap=True)
+        # A file name is data: its control characters and [markup] must reach the terminal as inert text.
+        err.print(f"[bold red]error:[/] {escape(clean(exc.line()))}", markup=True, highlight=False, soft_wrap=True)
         sys.exit(int(exc.code))
     except typer.Exit as exc:
         sys.exit(exc.exit_code)
@@ -93,7 +97,7 @@ def main(argv: list[str] | None = None) -> None:
         if _state["debug"]:
             raise
         err.print(
-            f"[bold red]internal error:[/] {type(exc).__name__}: {exc} "
+            f"[bold red]internal error:[/] {type(exc).__name__}: {escape(clean(str(exc)))} "
             "(this is a bug; rerun with --debug and report the traceback)",
             soft_wrap=True,
         )

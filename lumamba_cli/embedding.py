@@ -8,8 +8,9 @@ and a ``lumamba_embeddings`` metadata entry with the provenance and the research
 
 from __future__ import annotations
 
+import functools
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
@@ -18,14 +19,23 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from lumamba_cli import DISCLAIMER, __version__
-from lumamba_cli.batch import FileResult, FoundRecording, Progress
+from lumamba_cli.batch import (
+    BatchResult,
+    Cluster,
+    Executor,
+    FileResult,
+    FoundRecording,
+    Progress,
+    find_recordings,
+    run_batch,
+)
 from lumamba_cli.encoders import encoder_path, file_sha256
-from lumamba_cli.errors import WeightsError
+from lumamba_cli.errors import BadInputError, UsageError, WeightsError
 from lumamba_cli.fileio import atomic_write_bytes, sha256_file
 from lumamba_cli.headfile import read_safetensors_header
 from lumamba_cli.montage import Registry, load_registry
-from lumamba_cli.preprocess import PreprocessPolicy, WindowBlock, prepare, zscore
-from lumamba_cli.recipes import Recipe
+from lumamba_cli.preprocess import Mode, PreprocessPolicy, WindowBlock, prepare, zscore
+from lumamba_cli.recipes import Recipe, load_recipe
 from lumamba_cli.recording import RecordingLike, open_recording
 from lumamba_cli.report import input_summary
 from lumamba_cli.screening import montage_block
@@ -218,3 +228,93 @@ def consume_file(encoder: Encoder, recipe: Recipe, pool: Pool, batch_size: int, 
     path = embeddings.save(found.out_dir / output_name(found.stem, recipe.id))
     return FileResult([path], len(embeddings), [f"{len(embeddings)} windows × {embeddings.values.shape[-1]} "
                                                 f"({pool.value} pooled) from {len(embeddings.channel_names)} channels"])
+
+
+# ------------------------------------------------------------------------------------------------------ a run
+
+
+@dataclass(frozen=True)
+class EmbedOptions:
+    """Everything an embed run was asked to do (the CLI's options, typed)."""
+
+    encoder: str | None = None  # None: the recipe's encoder
+    task: str = "embed"
+    pool: Pool = Pool.mean
+    out: Path | None = None
+    glob: str | None = None
+    skip_existing: bool = False
+    jobs: int = 1
+    device: str = "auto"
+    backend: str = "auto"
+    batch_size: int = 64
+    mode: Mode = Mode.auto
+    aliases: Path | None = None
+    executor: Executor = Executor.local
+    scheduler: str | None = None
+
+
+@dataclass
+class EmbedRun:
+    batch: BatchResult
+    encoder: Encoder
+    recipe: Recipe
+    found: list[FoundRecording]
+
+
+class LoadedEmbed:
+    """The recipe and encoder of a run, loaded once (here, and on each Dask worker)."""
+
+    def __init__(self, options: EmbedOptions):
+        self.options = options
+        self.recipe = load_recipe(options.task)
+        self.encoder = load_encoder(options.encoder or self.recipe.encoder, device=options.device,
+                                    backend=options.backend)
+        self.policy = PreprocessPolicy(options.mode)
+        self.params = {self.recipe.id: {"encoder_sha256": self.encoder.sha256, "recipe_hash": self.recipe.hash,
+                                        "pool": options.pool.value, "preprocessing": self.policy.to_json()}}
+        self.identity = {"lumamba": __version__, **{f"{self.recipe.id}.{k}": v
+                                                   for k, v in self.params[self.recipe.id].items()}}
+
+    def produce(self, found: FoundRecording) -> Iterator[EmbedStart | WindowBlock | EmbedEnd]:
+        return produce_file(self.recipe, self.policy, self.options.aliases, found)
+
+    def consume(self, progress: Progress, found: FoundRecording, items: Iterator[Any]) -> FileResult:
+        return consume_file(self.encoder, self.recipe, self.options.pool, self.options.batch_size, progress, found,
+                            items)
+
+    def __call__(self, found: FoundRecording) -> FileResult:
+        return self.consume(Progress(), found, self.produce(found))
+
+
+@dataclass(frozen=True)
+class EmbedJob:
+    options: EmbedOptions
+
+    def load(self) -> LoadedEmbed:
+        return LoadedEmbed(self.options)
+
+
+def run_embed(paths: Sequence[Path], options: EmbedOptions, *, progress: Progress | None = None) -> EmbedRun:
+    """``lumamba embed``: embeddings of every recording under ``paths``, with a manifest; a single named file
+    that fails raises its own error."""
+    recipe = load_recipe(options.task)
+    if recipe.target_sfreq is None:
+        raise UsageError(f"--task {recipe.id} has no model input (it is the {recipe.purpose} recipe)")
+    if options.aliases is not None:
+        load_registry(options.aliases)  # a missing or malformed --aliases file fails now, once
+    found = find_recordings(paths, options.glob, options.out)
+    if not found:
+        raise BadInputError("no .edf/.bdf recordings found", path=", ".join(str(p) for p in paths))
+    loaded = LoadedEmbed(options)
+    progress = progress or Progress()
+    result = run_batch(
+        found, loaded.produce, functools.partial(loaded.consume, progress), tasks=[loaded.recipe.id],
+        expected_outputs=lambda f: [output_name(f.stem, loaded.recipe.id)], skip_existing=options.skip_existing,
+        jobs=options.jobs, progress=progress, params=loaded.params,
+        cluster=Cluster(EmbedJob(options), loaded.identity, options.scheduler,
+                        options.jobs if options.jobs > 1 else None)
+        if options.executor is Executor.dask else None,
+    )
+    if len(found) == 1 and found[0].explicit and result.outcomes[0].exception is not None:
+        raise result.outcomes[0].exception
+    return EmbedRun(result, loaded.encoder, loaded.recipe, found)

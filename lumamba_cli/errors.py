@@ -20,6 +20,7 @@ class ExitCode(IntEnum):
     WEIGHTS = 5  # encoder or head missing, checksum mismatch, keys do not cover the model
     PARTIAL = 6  # batch run: at least one file failed, the others were processed
     NETWORK = 7  # download needed but offline / hub unreachable
+    OUTPUT = 8  # cannot write the results: disk full, file too large, name too long, permission, unusable --out
     INTERRUPTED = 130
 
 
@@ -59,6 +60,10 @@ class NetworkError(LumambaError):
 
 class UsageError(LumambaError):
     code = ExitCode.USAGE
+
+
+class OutputError(LumambaError):
+    code = ExitCode.OUTPUT
 
 
 def first_line(exc: BaseException) -> str:

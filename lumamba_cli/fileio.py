@@ -10,19 +10,25 @@ leaves either the old file or the complete new one, never a truncated file under
 from __future__ import annotations
 
 import datetime as _dt
+import errno
 import hashlib
 import json
 import os
+import re
+import socket
 import tempfile
 import threading
+import time
 from pathlib import Path
 from typing import Any, BinaryIO, Callable, TypeVar
 
+from lumamba_cli.errors import OutputError
 from lumamba_cli.resources import cache_dir
 
 # Temporaries carry this suffix and their writer's pid (see _write_atomically) so that sweep_temporaries can tell
 # a killed writer's leftover from a file another process is still writing.
 TMP_SUFFIX = ".lumamba-tmp"
+NAME_MAX = 255  # bytes in one file name on every file system lumamba writes to (ext4, xfs, btrfs, APFS, NTFS)
 CHUNK_BYTES = 1 << 20  # large enough to stream at disk speed, small enough to keep memory flat for any file size
 _SHA_CACHE_ENTRIES = 2048  # recordings of a large run, weights; the file stays well under a megabyte
 
@@ -90,7 +96,7 @@ def _write_sha_cache(cache: dict[str, list]) -> None:
         cache = dict(list(cache.items())[-_SHA_CACHE_ENTRIES:])
     try:
         atomic_write_bytes(_sha_cache_path(), json.dumps(cache, indent=0).encode("utf-8"))
-    except OSError:
+    except OutputError:
         pass  # read-only home: the cache is an optimisation only
 
 
@@ -124,40 +130,79 @@ def atomic_copy(source: str | Path, dest: str | Path) -> str:
     return _write_atomically(Path(dest), copy_and_hash)
 
 
+# The writer's host joins its pid in a temporary's name: on a shared file system the shards of a job array write
+# into one folder from many machines, and a pid says nothing about a process on another host.
+_HOST = re.sub(r"[^A-Za-z0-9-]", "", socket.gethostname().split(".")[0])[:32] or "host"
+# Another host's temporary is a leftover once it is this old: writing one report never takes a day.
+STALE_REMOTE_S = 24 * 3600
+
+
+def temporary_prefix(name: str, limit: int = NAME_MAX) -> str:
+    """The start of a temporary's name for ``name``: the name itself, shortened so that prefix, host and pid,
+    mkstemp's 8 random characters and the suffix fit the file system's name limit whenever ``name`` itself does."""
+    writer = f".{_HOST}_{os.getpid()}."
+    room = limit - len(writer.encode()) - 8 - len(TMP_SUFFIX) - 1
+    encoded = name.encode("utf-8", "surrogateescape")[: max(room, 1)]
+    return "." + encoded.decode("utf-8", "ignore") + writer
+
+
 def _write_atomically(path: Path, fill: Callable[[BinaryIO], _Result]) -> _Result:
     # The temporary lives in the destination folder because os.replace is only atomic within one file system.
     # It is fsynced before the rename and the folder after it, so a power cut cannot leave an empty file.
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.", suffix=TMP_SUFFIX, dir=path.parent)
+    tmp_name = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(prefix=temporary_prefix(path.name), suffix=TMP_SUFFIX, dir=path.parent)
         os.fchmod(fd, _FILE_MODE)
         with os.fdopen(fd, "wb") as handle:
             result = fill(handle)
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp_name, path)
-    except BaseException:
+    except BaseException as exc:
         # KeyboardInterrupt included: a leftover temporary would look like an unfinished file.
-        try:
-            os.unlink(tmp_name)
-        except FileNotFoundError:
-            pass
+        if tmp_name is not None:
+            try:
+                os.unlink(tmp_name)
+            except FileNotFoundError:
+                pass
+        if isinstance(exc, OSError):
+            raise output_error(exc, path) from None
         raise
     _fsync_dir(path.parent)
     return result
 
 
+def output_error(exc: OSError, path: Path) -> OutputError:
+    """The one-line refusal for a result that cannot be written (exit 8), naming the path and the real cause."""
+    reasons = {errno.ENOSPC: "no space left on the device", errno.EFBIG: "file too large for this file system",
+               errno.ENAMETOOLONG: "file name too long", errno.EACCES: "permission denied",
+               errno.EPERM: "operation not permitted", errno.EROFS: "read-only file system",
+               errno.EDQUOT: "disk quota exceeded", errno.ENOTDIR: "a path component is a file, not a folder",
+               errno.EEXIST: "a path component exists and is not a folder",
+               errno.ELOOP: "is a symbolic link (never followed)", errno.EISDIR: "is a folder"}
+    return OutputError(f"cannot write: {reasons.get(exc.errno, exc.strerror or str(exc))}", path=path)
+
+
 def sweep_temporaries(folder: str | Path) -> list[Path]:
-    """Delete temporary files that a killed lumamba process left in ``folder`` (their writer pid is gone)."""
+    """Delete temporary files that a killed lumamba process left in ``folder``: this host's whose writer pid is
+    gone, and other hosts' older than a day (their writers may still be running on a shared file system)."""
     removed = []
     folder = Path(folder)
     if not folder.is_dir():
         return removed
     for candidate in folder.rglob(f".*{TMP_SUFFIX}"):
-        parts = candidate.name[: -len(TMP_SUFFIX)].split(".")
-        pid = next((int(p) for p in reversed(parts[:-1]) if p.isdigit()), None)
-        if pid is not None and pid != os.getpid() and _pid_alive(pid):
-            continue
+        parts = candidate.name[: -len(TMP_SUFFIX)].rsplit(".", 2)
+        host, _, pid = parts[1].rpartition("_") if len(parts) == 3 else ("", "", "")
+        if host == _HOST and pid.isdigit():
+            if int(pid) != os.getpid() and _pid_alive(int(pid)):
+                continue
+        elif host:
+            try:
+                if time.time() - candidate.lstat().st_mtime < STALE_REMOTE_S:
+                    continue
+            except OSError:
+                continue
         try:
             candidate.unlink()
             removed.append(candidate)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 import torch
@@ -156,8 +156,12 @@ class Scorer:
         except ValueError as exc:
             raise UsageError(f"--backend {backend}: {exc}") from None
 
-    def describe(self) -> dict[str, str]:
-        return {"backend": self.model.backend, "device": str(self.device), "precision": self.precision}
+    def describe(self) -> dict[str, Any]:
+        # On a CPU the thread count is part of how a result was computed: oneDNN convolutions and the SIMD tails of
+        # elementwise ops split work by thread, so probabilities can differ in the 6th decimal between counts.
+        threads = torch.get_num_threads() if self.device.type == "cpu" else None
+        return {"backend": self.model.backend, "device": str(self.device), "precision": self.precision,
+                "threads": threads}
 
     def logits(self, windows: np.ndarray, positions: np.ndarray) -> np.ndarray:
         """Raw head outputs for (N, C, T) windows **already z-scored**, positions (C, 3) shared by all windows."""

@@ -14,6 +14,7 @@ from __future__ import annotations
 import gc
 import math
 import os
+import stat
 import threading
 import warnings as _pywarnings
 import weakref
@@ -460,9 +461,13 @@ def open_recording(path: str | os.PathLike[str], *, reader: Reader = Reader.auto
     if file.is_dir():
         raise BadInputError("is a directory, not a recording (give an .edf/.bdf file)", path=file)
     try:
-        size = file.stat().st_size
+        info = file.stat()
     except OSError as exc:
         raise BadInputError(f"cannot read: {exc.strerror}", path=file) from None
+    if not stat.S_ISREG(info.st_mode):
+        # A FIFO or device would block the reader or never end: refuse before opening it.
+        raise BadInputError("not a regular file (a pipe, socket or device): give the recording itself", path=file)
+    size = info.st_size
     if size == 0:
         raise BadInputError("empty file (0 bytes)", path=file)
     try:

@@ -393,6 +393,7 @@ REPORT_SCHEMA: dict[str, Any] = {
                 "backend": {"type": "string"},
                 "device": {"type": "string"},
                 "precision": {"enum": ["float32", "bfloat16", "float64"]},
+                "threads": {"type": ["integer", "null"]},
                 "classification_type": _NULLABLE_STR,
             },
         },
@@ -487,6 +488,15 @@ MANIFEST_SCHEMA: dict[str, Any] = {
         "size": {"type": ["integer", "null"]},
         "mtime_ns": {"type": ["integer", "null"]},
         "windows": {"type": ["integer", "null"]},
+        "parts": {
+            "type": "object",
+            "description": "per task: status (ok | failed), the error of a failed task, the summary figures of one "
+                           "that ran (the same as in summary.csv)",
+            "additionalProperties": {"type": "object", "required": ["status"],
+                                     "properties": {"status": {"enum": ["ok", "failed"]},
+                                                    "error": _NULLABLE_STR,
+                                                    "error_code": {"type": ["integer", "null"]}}},
+        },
         "params": {"type": "object", "additionalProperties": {"type": "object"},
                    "description": "per task, the run parameters that shape its reports (compared by "
                                   "--skip-existing)"},

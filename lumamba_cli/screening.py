@@ -12,6 +12,9 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import math
+import os
+import stat
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -21,15 +24,27 @@ from typing import TYPE_CHECKING, Any, Union
 
 import numpy as np
 
-from lumamba_cli.batch import BatchResult, FileResult, FoundRecording, Progress, find_recordings, run_batch
-from lumamba_cli.errors import BadInputError, UsageError
+from lumamba_cli import __version__
+from lumamba_cli.batch import (
+    BatchResult,
+    Cluster,
+    Executor,
+    FileResult,
+    FoundRecording,
+    Progress,
+    find_recordings,
+    run_batch,
+    select_shard,
+    write_summary,
+)
+from lumamba_cli.errors import BadInputError, LumambaError, OutputError, UsageError
 from lumamba_cli.fileio import sha256_file
 from lumamba_cli.heads import TaskHead, head_for_task, show_head
-from lumamba_cli.montage import MontageReport, load_registry
+from lumamba_cli.montage import MontageReport, Registry, load_registry
 from lumamba_cli.preprocess import CHUNKED_DEVIATION_NOTE, Mode, PreprocessPolicy, prepare, zscore
 from lumamba_cli.qc import CHANNEL_METRICS, QCThresholds, QCWindow, eeg_channels, iter_qc
 from lumamba_cli.recipes import Recipe, load_recipe
-from lumamba_cli.recording import RecordingLike, open_recording
+from lumamba_cli.recording import Reader, RecordingLike, open_recording
 from lumamba_cli.report import (
     QC_TASK,
     WindowRow,
@@ -70,6 +85,11 @@ class ScreenOptions:
     threshold: float = 0.5
     mode: Mode | None = None  # None: the preprocessing each head was trained with (else auto)
     aliases: Path | None = None
+    reader: Reader = Reader.auto
+    files_from: tuple[str, ...] = ()  # more recordings, listed one per line (--files-from)
+    shard: tuple[int, int] | None = None  # (K, N): only the recordings of shard K of N (job arrays)
+    executor: Executor = Executor.local
+    scheduler: str | None = None  # a Dask scheduler's address; None: a LocalCluster (executor dask)
 
 
 @dataclass(frozen=True)
@@ -81,6 +101,7 @@ class ScreenPlan:
     policies: tuple[tuple[str, PreprocessPolicy], ...] = ()  # per model task
     recipes: tuple[tuple[str, Recipe], ...] = ()  # per model task, as its head needs it (recipe options applied)
     aliases: Path | None = None
+    reader: Reader = Reader.auto
     qc_window_s: float = QC_WINDOW_S
 
     @property
@@ -146,12 +167,20 @@ class TaskEnd:
     skipped: list[str] = field(default_factory=list)  # segments too short for one window: the report says so
 
 
-Message = Union[Header, QcReport, TaskStart, TaskQc, Block, TaskEnd]
+@dataclass
+class TaskFailed:
+    """One task could not run on this recording (its channels, its rate …); the other tasks go on."""
+
+    task: str
+    error: LumambaError  # pickles with its class and line, so it crosses from a worker process intact
+
+
+Message = Union[Header, QcReport, TaskStart, TaskQc, Block, TaskEnd, TaskFailed]
 
 
 def produce_screen(plan: ScreenPlan, found: FoundRecording) -> Iterator[Message]:
     """Decode and preprocess one recording file (runs in the producer thread or a worker process)."""
-    with open_recording(found.path) as recording:
+    with open_recording(found.path, reader=plan.reader) as recording:
         yield from produce(plan, recording, sha256_file(found.path))
 
 
@@ -160,30 +189,41 @@ def produce(plan: ScreenPlan, recording: RecordingLike, sha256: str) -> Iterator
     yield Header(input_summary(recording, sha256), recording.start_time, list(recording.warnings))
     registry = load_registry(plan.aliases)
     if plan.with_qc:
-        yield _qc_report(recording, registry.resolve(recording, None, on_missing="ignore"), plan.qc_window_s)
+        try:
+            yield _qc_report(recording, registry.resolve(recording, None, on_missing="ignore"), plan.qc_window_s)
+        except LumambaError as exc:
+            yield TaskFailed(QC_TASK, exc)
     for task in plan.tasks:
-        recipe = plan.recipe(task)
-        task_input = prepare(recording, recipe, registry, plan.policy(task))
-        derivation = task_input.require()
-        yield TaskStart(task, montage_block(task_input.montage), list(task_input.montage.warnings))
-        skipped: list[str] = []
-        mode_used = None
-        # QC of the raw channels runs beside the preprocessing (both mostly outside the GIL): a whole segment
-        # must be preprocessed before its first window exists, so QC would otherwise sit on the critical path.
-        with ThreadPoolExecutor(1, thread_name_prefix="lumamba-qc") as pool:
-            pending_qc = pool.submit(_QcLookup, recording, derivation.file_channels, recipe.window_s)
-            qc: _QcLookup | None = None
-            for block in task_input.windows(on_skip=skipped.append):
-                if qc is None:
-                    qc = pending_qc.result()
-                    yield TaskQc(qc.details)
-                mode_used = block.mode
-                yield Block(block.data, block.start_s, block.segment, block.sfreq, block.mode,
-                            qc.assess(block.start_s, block.segment, block.data.shape[-1] / block.sfreq),
-                            block.channel_names, block.positions, block.eps)
+        try:
+            yield from _produce_task(plan, recording, registry, task)
+        except LumambaError as exc:
+            yield TaskFailed(task, exc)
+
+
+def _produce_task(plan: ScreenPlan, recording: RecordingLike, registry: Registry, task: str) -> Iterator[Message]:
+    """One model task's messages: its montage, the QC beside its preprocessing, its window blocks."""
+    recipe = plan.recipe(task)
+    task_input = prepare(recording, recipe, registry, plan.policy(task))
+    derivation = task_input.require()
+    yield TaskStart(task, montage_block(task_input.montage), list(task_input.montage.warnings))
+    skipped: list[str] = []
+    mode_used = None
+    # QC of the raw channels runs beside the preprocessing (both mostly outside the GIL): a whole segment
+    # must be preprocessed before its first window exists, so QC would otherwise sit on the critical path.
+    with ThreadPoolExecutor(1, thread_name_prefix="lumamba-qc") as pool:
+        pending_qc = pool.submit(_QcLookup, recording, derivation.file_channels, recipe.window_s)
+        qc: _QcLookup | None = None
+        for block in task_input.windows(on_skip=skipped.append):
             if qc is None:
-                yield TaskQc(pending_qc.result().details)
-        yield TaskEnd(task, mode_used, skipped)
+                qc = pending_qc.result()
+                yield TaskQc(qc.details)
+            mode_used = block.mode
+            yield Block(block.data, block.start_s, block.segment, block.sfreq, block.mode,
+                        qc.assess(block.start_s, block.segment, block.data.shape[-1] / block.sfreq),
+                        block.channel_names, block.positions, block.eps)
+        if qc is None:
+            yield TaskQc(pending_qc.result().details)
+    yield TaskEnd(task, mode_used, skipped)
 
 
 def montage_block(montage: MontageReport) -> dict[str, Any]:
@@ -402,13 +442,22 @@ class TaskReport:
         return self.document["summary"]
 
 
+@dataclass
+class RecordingReports:
+    """Everything one recording's screen gave: a report per task that ran, and why the others could not."""
+
+    reports: list[TaskReport]
+    failures: dict[str, TaskFailed]
+
+
 def collect(models: dict[str, TaskModel], threshold: float, items: Iterator[Message],
-            windows_done: Callable[[int], None] = lambda n: None) -> list[TaskReport]:
+            windows_done: Callable[[int], None] = lambda n: None) -> RecordingReports:
     """Score the blocks one recording's producer sends and build each task's report (nothing is written)."""
     header = next(items, None)
     if not isinstance(header, Header):
         raise RuntimeError("the producer sent no header")
     reports: list[TaskReport] = []
+    failures: dict[str, TaskFailed] = {}
 
     def add(task: str, rows: list[WindowRow], labels: list[str], positive: str | None, **blocks: Any) -> None:
         summary = summarise(rows, labels, threshold=threshold, positive_label=positive)
@@ -420,7 +469,11 @@ def collect(models: dict[str, TaskModel], threshold: float, items: Iterator[Mess
     rows: list[WindowRow] = []
     task_qc: dict[str, Any] | None = None
     for item in items:
-        if isinstance(item, QcReport):
+        if isinstance(item, TaskFailed):
+            failures[item.task] = item
+            if current is not None and current.task == item.task:
+                current = None  # its partial rows are dropped: a report is whole or absent
+        elif isinstance(item, QcReport):
             windows_done(len(item.rows))
             add(QC_TASK, item.rows, [], None, qc=item.details, montage=item.montage,
                 warnings=header.warnings + item.skipped)
@@ -458,7 +511,7 @@ def collect(models: dict[str, TaskModel], threshold: float, items: Iterator[Mess
             current = None
     if current is not None:
         raise RuntimeError(f"task {current.task} did not finish")
-    return reports
+    return RecordingReports(reports, failures)
 
 
 def summary_line(report: TaskReport) -> str:
@@ -482,12 +535,39 @@ def write_task_report(found: FoundRecording, report: TaskReport) -> list[Path]:
 
 def consume_screen(models: dict[str, TaskModel], threshold: float, progress: Progress, found: FoundRecording,
                    items: Iterator[Message]) -> FileResult:
-    """Score one recording and write its reports (main thread)."""
-    reports = collect(models, threshold, items, progress.windows_done)
+    """Score one recording and write the reports of every task that ran (main thread)."""
+    result = collect(models, threshold, items, progress.windows_done)
     outputs: list[Path] = []
-    for report in reports:
-        outputs.extend(write_task_report(found, report))
-    return FileResult(outputs, sum(len(r.rows) for r in reports), [summary_line(r) for r in reports])
+    parts: dict[str, dict[str, Any]] = {}
+    try:
+        for report in result.reports:
+            outputs.extend(write_task_report(found, report))
+            parts[report.task] = {"status": "ok", **manifest_figures(report)}
+    except OutputError:
+        # a disk that fills up half-way must not leave this recording half reported: nothing of it stays
+        for path in outputs:
+            path.unlink(missing_ok=True)
+        raise
+    for task, failed in result.failures.items():
+        parts[task] = {"status": "failed", "error": failed.error.line(), "error_code": int(failed.error.code)}
+    failure = next((f.error for f in result.failures.values()), None)
+    notes = [summary_line(r) for r in result.reports] + [f"{t}: failed: {f.error.line()}"
+                                                         for t, f in result.failures.items()]
+    return FileResult(outputs, sum(len(r.rows) for r in result.reports), notes, parts, failure)
+
+
+def manifest_figures(report: TaskReport) -> dict[str, Any]:
+    """A task's summary figures as the manifest line and summary.csv carry them."""
+    summary = report.summary
+    positive = summary["positive"]
+    return {
+        "windows_total": summary["windows_total"], "windows_used": summary["windows_used"],
+        "qc_failed": summary["qc_failed"],
+        "positive_label": summary["positive_label"],
+        "mean_probability": positive["mean_probability"] if positive else None,
+        "fraction_above_threshold": positive["fraction_above_threshold"] if positive else None,
+        "longest_run_s": positive["longest_run_s"] if positive else None,
+    }
 
 
 # ------------------------------------------------------------------------------------------------------ a run
@@ -506,10 +586,14 @@ def estimate_windows(plan: ScreenPlan, found: FoundRecording) -> int:
     grid = [(plan.qc_window_s, plan.qc_window_s)] if plan.with_qc else []
     grid += [(plan.recipe(t).window_s, plan.recipe(t).step_s) for t in plan.tasks]
     try:
+        if not stat.S_ISREG(os.stat(found.path).st_mode):
+            return 0  # a FIFO or a device: opening it could block, and the reader refuses it anyway
         with open(found.path, "rb") as handle:
             fixed = handle.read(256)
         duration = int(fixed[236:244].decode("ascii").strip()) * float(fixed[244:252].decode("ascii").strip())
     except (OSError, ValueError, UnicodeDecodeError):
+        return 0
+    if not (math.isfinite(duration) and 0 <= duration < 1e9):
         return 0
     return sum(max(0, int((duration - window) // step) + 1) for window, step in grid if duration >= window)
 
@@ -536,6 +620,37 @@ def run_parameters(plan: ScreenPlan, models: dict[str, TaskModel], options: Scre
     return params
 
 
+def identity(plan: ScreenPlan, models: dict[str, TaskModel], options: ScreenOptions) -> dict[str, Any]:
+    """What must be the same wherever recordings of this run are screened: lumamba's version and, per task, the
+    parameters that make its reports (recipe hash, head and encoder sha256 as read on that machine …)."""
+    flat: dict[str, Any] = {"lumamba": __version__}
+    for task, values in run_parameters(plan, models, options).items():
+        flat.update({f"{task}.{key}": value for key, value in values.items()})
+    return flat
+
+
+@dataclass(frozen=True)
+class ScreenJob:
+    """A screen run as a Dask worker does it: loads its own heads once, then screens whole recordings."""
+
+    options: ScreenOptions
+    plan: ScreenPlan
+
+    def load(self) -> "LoadedScreen":
+        return LoadedScreen(self, load_task_models(self.options))
+
+
+class LoadedScreen:
+    def __init__(self, job: ScreenJob, models: dict[str, TaskModel]):
+        self.job, self.models = job, models
+        self.identity = identity(job.plan, models, job.options)
+
+    def __call__(self, found: FoundRecording) -> FileResult:
+        # The local path's two halves, one after the other: the same reports wherever this runs.
+        return consume_screen(self.models, self.job.options.threshold, Progress(), found,
+                              produce_screen(self.job.plan, found))
+
+
 @dataclass
 class ScreenRun:
     """What a screen run did: the batch outcome and the models it used (for the command to render)."""
@@ -549,9 +664,15 @@ class ScreenRun:
     def exit_code(self) -> int:
         return self.batch.exit_code
 
+    options: ScreenOptions
+
     def notes(self) -> list[str]:
-        """Warnings that hold for the whole run (each head's policy notes)."""
-        return [f"{model.task}: {note}" for model in self.models.values() for note in model.notes]
+        """Warnings that hold for the whole run (each head's policy notes; an empty shard)."""
+        notes = [f"{model.task}: {note}" for model in self.models.values() for note in model.notes]
+        shard = self.options.shard
+        if shard is not None and not self.found:
+            notes.append(f"shard {shard[0]} of {shard[1]} holds none of the recordings found")
+        return notes
 
 
 def plan_run(options: ScreenOptions) -> tuple[ScreenOptions, ScreenPlan, dict[str, TaskModel]]:
@@ -571,7 +692,8 @@ def plan_run(options: ScreenOptions) -> tuple[ScreenOptions, ScreenPlan, dict[st
     models = load_task_models(options)
     plan = ScreenPlan(tasks=model_tasks, with_qc=qc_requested or not model_tasks,
                       policies=tuple((task, m.policy) for task, m in models.items()),
-                      recipes=tuple((task, m.recipe) for task, m in models.items()), aliases=options.aliases)
+                      recipes=tuple((task, m.recipe) for task, m in models.items()), aliases=options.aliases,
+                      reader=options.reader)
     return options, plan, models
 
 
@@ -579,10 +701,13 @@ def run_screen(paths: Sequence[Path], options: ScreenOptions, *, progress: Progr
                eta: bool = False) -> ScreenRun:
     """``lumamba screen``: every recording under ``paths``, each task, reports and manifest. A single named file
     that fails raises its own error (exit 3/4/5 say more than "6: some failed")."""
-    found = find_recordings(paths, options.glob, options.out)
-    if not found:
+    everything = find_recordings(paths, options.glob, options.out, files_from=options.files_from)
+    if not everything:
+        where = ", ".join(str(p) for p in [*paths, *options.files_from][:3])
         raise BadInputError("no .edf/.bdf recordings found" + (f" matching {options.glob!r}" if options.glob else ""),
-                            path=", ".join(str(p) for p in paths))
+                            path=where)
+    # A shard may be empty (more array jobs than recordings): that job succeeds with nothing to do.
+    found = select_shard(everything, options.shard)
     options, plan, models = plan_run(options)
     progress = progress or Progress()
     result = run_batch(
@@ -596,9 +721,15 @@ def run_screen(paths: Sequence[Path], options: ScreenOptions, *, progress: Progr
         progress=progress,
         estimate_windows=functools.partial(estimate_windows, plan) if eta else None,
         params=run_parameters(plan, models, options),
+        shard=options.shard,
+        cluster=Cluster(ScreenJob(options, plan), identity(plan, models, options), options.scheduler,
+                        options.jobs if options.jobs > 1 else None)
+        if options.executor is Executor.dask else None,
     )
+    for out_dir in sorted({item.out_dir for item in found}):
+        write_summary(out_dir)
     if len(found) == 1 and found[0].explicit and result.outcomes[0].status == "failed":
         failure = result.outcomes[0].exception
         if failure is not None:
             raise failure
-    return ScreenRun(result, models, plan, found)
+    return ScreenRun(result, models, plan, found, options)

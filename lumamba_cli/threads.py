@@ -77,6 +77,7 @@ class ThreadPlan:
     threads: int
     wait_policy: str  # "ACTIVE" (spin) or "PASSIVE"
     reason: str
+    requested: bool = False  # asked for (--threads, $LUMAMBA_THREADS), not derived from the machine
 
     def describe(self) -> str:
         return f"{self.threads} thread(s), OMP_WAIT_POLICY={self.wait_policy} ({self.reason})"
@@ -108,7 +109,7 @@ def configure(threads: int | None = None, *, jobs: int = 1) -> ThreadPlan:
         import torch
 
         torch.set_num_threads(count)
-    _chosen = ThreadPlan(count, policy, f"{reason}; {cores} core(s) available")
+    _chosen = ThreadPlan(count, policy, f"{reason}; {cores} core(s) available", requested is not None)
     return _chosen
 
 

@@ -61,3 +61,24 @@ def test_embed_every_shared_recording(shared_data, encoder, tmp_path, capsys):
     # samples are placed but shorter than one window (their files say so); the rest name no electrode or are
     # sampled too slowly for the 75 Hz low-pass
     assert embedded == 2 and sum(e["status"] == "ok" for e in manifest.values()) == 6
+
+
+@pytest.mark.slow
+def test_embed_on_a_local_cluster_writes_the_local_bytes(shared_data, encoder, tmp_path, capsys):
+    """The other archive-wide job on Dask: two worker processes, each with its own encoder, give the files one
+    process gives (one model thread per process on both sides)."""
+    pytest.importorskip("distributed")
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for name in ("edf-parser_S001R01.edf", "epilepsy2bids_aaaaaaac_s001_t000_sample.edf",
+                 "epilepsy2bids_PN00-5_sample.edf"):
+        shutil.copyfile(shared_data / name, folder / name)
+    runs = {}
+    for way, extra in (("local", []), ("dask", ["--executor", "dask", "--jobs", "2"])):
+        out = tmp_path / way
+        code, stdout, err = run_cli(["--threads", "1", "embed", folder, "--encoder", encoder, "--out", out, "--quiet",
+                                     "--json", *extra], capsys)
+        assert code == 0, err
+        assert json.loads(stdout)["ok"] == 3
+        runs[way] = {p.name: p.read_bytes() for p in sorted(out.glob("*.safetensors"))}
+    assert len(runs["local"]) == 3 and runs["dask"] == runs["local"]

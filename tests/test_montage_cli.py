@@ -7,7 +7,6 @@ import subprocess
 import sys
 
 import numpy as np
-import pytest
 
 from lumamba_cli import DISCLAIMER
 from cli_helpers import run_cli

@@ -6,13 +6,16 @@ import datetime as dt
 import io
 import json
 import os
+import re
+import socket
+import time
 
 import jsonschema
 import pandas as pd
 import pytest
 
 from lumamba_cli import DISCLAIMER
-from lumamba_cli.fileio import TMP_SUFFIX, sweep_temporaries
+from lumamba_cli.fileio import TMP_SUFFIX, sweep_temporaries, temporary_prefix
 from lumamba_cli.fileio import atomic_write_bytes as atomic_write
 from lumamba_cli.report import WindowRow, build_report, csv_bytes, json_schema, summarise
 from lumamba_cli.report import write_report as write_json
@@ -72,12 +75,23 @@ def test_sweep_removes_only_dead_writers_temporaries(tmp_path):
 
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
     dead_pid = int(dead.stdout)
-    stale = tmp_path / f".a.json.{dead_pid}.abc123{TMP_SUFFIX}"
-    live = tmp_path / f".b.json.{os.getppid()}.def456{TMP_SUFFIX}"
-    stale.write_bytes(b"half")
-    live.write_bytes(b"being written")
-    assert sweep_temporaries(tmp_path) == [stale]
-    assert live.exists() and not stale.exists()
+    host = re.sub(r"[^A-Za-z0-9-]", "", socket.gethostname().split(".")[0])[:32]
+    stale = tmp_path / f".a.json.{host}_{dead_pid}.abc123{TMP_SUFFIX}"
+    live = tmp_path / f".b.json.{host}_{os.getppid()}.def456{TMP_SUFFIX}"
+    # On a shared file system: another machine's writer may be alive whatever its pid means here.
+    remote = tmp_path / f".c.json.othernode-07_{dead_pid}.ghi789{TMP_SUFFIX}"
+    remote_old = tmp_path / f".d.json.othernode-07_{dead_pid}.jkl012{TMP_SUFFIX}"
+    for path in (stale, live, remote, remote_old):
+        path.write_bytes(b"half")
+    two_days_ago = time.time() - 2 * 86400
+    os.utime(remote_old, (two_days_ago, two_days_ago))
+    assert sorted(sweep_temporaries(tmp_path)) == sorted([stale, remote_old])
+    assert live.exists() and remote.exists()
+
+
+def test_temporaries_carry_host_and_pid_and_fit_the_name_limit():
+    prefix = temporary_prefix("x" * 255)
+    assert prefix.endswith(f"_{os.getpid()}.") and len(prefix.encode()) + 8 + len(TMP_SUFFIX) <= 255
 
 
 def test_summary_longest_run_counts_only_touching_windows():

@@ -430,3 +430,18 @@ def test_clock_times_carry_the_subsecond_start_of_the_first_record(shared_data, 
         expected = start + dt.timedelta(seconds=5.0 * k)
         assert abs(dt.datetime.fromisoformat(frame["start_time"].iloc[k]) - expected) <= dt.timedelta(microseconds=1)
         assert report["windows"][k]["start_time"] == frame["start_time"].iloc[k]
+
+
+def test_a_task_that_cannot_run_fails_alone(shared_data, heads, tmp_path, capsys):
+    """spkit's 14-channel recording cannot build the TUH montage: tuab fails, its qc report is still written."""
+    out = tmp_path / "out"
+    code, _, err = run_cli(["screen", shared_data / "spkit_EEG16SecData.edf", "--task", "qc", "--task", "tuab",
+                            "--head", heads["tuab"], "--out", out, "--quiet"], capsys)
+    assert code == 4 and "not usable for tuh_tcp22" in err
+    report, frame, _ = load_outputs(out, "spkit_EEG16SecData", "qc")
+    assert len(frame) == 3 and not (out / "spkit_EEG16SecData.tuab.json").exists()
+    entry = manifest(out)[-1]
+    assert entry["status"] == "failed" and entry["error_code"] == 4
+    assert entry["parts"]["qc"]["status"] == "ok" and entry["parts"]["qc"]["windows_total"] == 3
+    assert entry["parts"]["tuab"] == {"status": "failed", "error": entry["error"], "error_code": 4}
+    assert sorted(entry["outputs"]) == ["spkit_EEG16SecData.qc.json", "spkit_EEG16SecData.qc.windows.csv"]

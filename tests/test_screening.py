@@ -55,7 +55,7 @@ def test_the_producer_sends_a_header_then_qc_then_each_task(run_parts):
 
 def test_the_consumer_builds_every_report_from_the_messages(run_parts):
     plan, models, recording = run_parts
-    reports = collect(models, 0.5, produce(plan, recording, "0" * 64))
+    reports = collect(models, 0.5, produce(plan, recording, "0" * 64)).reports
     assert [r.task for r in reports] == ["qc", "tuab"]
     tuab = reports[1]
     assert len(tuab.rows) == 6 and tuab.labels == ["normal", "abnormal"]

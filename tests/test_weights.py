@@ -14,7 +14,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
-from safetensors import safe_open
 from safetensors.numpy import save_file
 
 from lumamba_cli import encoders as W

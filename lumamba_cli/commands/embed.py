@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 from pathlib import Path
 from typing import Annotated, List, Optional
 
@@ -16,9 +15,12 @@ from lumamba_cli.commands.options import (
     BackendOption,
     BatchSizeOption,
     DeviceOption,
+    ExecutorOption,
     JsonOption,
     QuietOption,
+    SchedulerOption,
 )
+from lumamba_cli.batch import Executor
 from lumamba_cli.commands.screen import LogProgress, RichProgress
 from lumamba_cli.console import clean, err, print_json
 from lumamba_cli.embedding import Pool
@@ -50,7 +52,10 @@ def embed_command(
         "--skip-existing", help="Skip recordings whose embeddings exist with the same encoder, recipe, pool and "
                                 "preprocessing.")] = False,
     jobs: Annotated[int, typer.Option("--jobs", "-j", min=1, help="Worker processes that decode and "
-                                                                  "preprocess.")] = 1,
+                                                                  "preprocess; with --executor dask, the "
+                                                                  "LocalCluster's worker processes.")] = 1,
+    executor: ExecutorOption = Executor.local,
+    scheduler: SchedulerOption = None,
     device: DeviceOption = "auto",
     backend: BackendOption = Backend.auto,
     batch_size: BatchSizeOption = 64,
@@ -60,36 +65,20 @@ def embed_command(
     quiet: QuietOption = False,
     as_json: JsonOption = False,
 ) -> None:
-    from lumamba_cli import embedding, threads
-    from lumamba_cli.batch import Progress, find_recordings, run_batch
-    from lumamba_cli.errors import BadInputError, UsageError
-    from lumamba_cli.montage import load_registry
-    from lumamba_cli.preprocess import PreprocessPolicy
-    from lumamba_cli.recipes import load_recipe
+    from lumamba_cli import threads
+    from lumamba_cli.batch import Progress
+    from lumamba_cli.embedding import EmbedOptions, run_embed
 
-    if jobs > 1:
+    if scheduler is not None and executor is not Executor.dask:
+        raise typer.BadParameter("--scheduler needs --executor dask", param_hint="--scheduler")
+    if jobs > 1 and executor is Executor.local:
         threads.configure(threads.chosen().threads if threads.chosen() else None, jobs=jobs)
-    recipe = load_recipe(task)
-    if recipe.target_sfreq is None:
-        raise UsageError(f"--task {recipe.id} has no model input (it is the {recipe.purpose} recipe)")
-    if aliases is not None:
-        load_registry(aliases)
-    found = find_recordings(paths, glob, out)
-    if not found:
-        raise BadInputError("no .edf/.bdf recordings found", path=", ".join(str(p) for p in paths))
-    loaded = embedding.load_encoder(encoder or recipe.encoder, device=device, backend=backend.value)
-    policy = PreprocessPolicy(mode)
+    options = EmbedOptions(encoder=encoder, task=task, pool=pool, out=out, glob=glob, skip_existing=skip_existing,
+                           jobs=jobs, device=device, backend=backend.value, batch_size=batch_size, mode=mode,
+                           aliases=aliases, executor=executor, scheduler=scheduler)
     progress: Progress = Progress() if quiet else (RichProgress() if err.is_terminal else LogProgress())
-    params = {recipe.id: {"encoder_sha256": loaded.sha256, "recipe_hash": recipe.hash, "pool": pool.value,
-                          "preprocessing": policy.to_json()}}
-    result = run_batch(
-        found, functools.partial(embedding.produce_file, recipe, policy, aliases),
-        functools.partial(embedding.consume_file, loaded, recipe, pool, batch_size, progress),
-        tasks=[recipe.id], expected_outputs=lambda f: [embedding.output_name(f.stem, recipe.id)],
-        skip_existing=skip_existing, jobs=jobs, progress=progress, params=params,
-    )
-    if len(found) == 1 and found[0].explicit and result.outcomes[0].exception is not None:
-        raise result.outcomes[0].exception
+    run = run_embed(paths, options, progress=progress)
+    result, loaded = run.batch, run.encoder
     if not quiet:
         for outcome in result.outcomes:
             detail = outcome.error or "; ".join(outcome.notes)
@@ -98,8 +87,8 @@ def embed_command(
         err.print(f"{result.count('ok')} ok, {result.count('skipped')} skipped, {result.count('failed')} failed; "
                   f"encoder {loaded.name} ({loaded.sha256[:12]}…) on {loaded.device}")
     if as_json:
-        print_json({**result.summary(), "disclaimer": DISCLAIMER, "encoder": loaded.describe(), "recipe": recipe.id,
-                    "pool": pool.value, "out": sorted({str(f.out_dir) for f in found})})
+        print_json({**result.summary(), "disclaimer": DISCLAIMER, "encoder": loaded.describe(), "recipe": run.recipe.id,
+                    "pool": pool.value, "out": sorted({str(f.out_dir) for f in run.found})})
     raise typer.Exit(result.exit_code)
 
 

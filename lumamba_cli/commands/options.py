@@ -13,6 +13,7 @@ from typing import Annotated, Optional
 
 import typer
 
+from lumamba_cli.batch import Executor
 from lumamba_cli.datasets import Dataset
 from lumamba_cli.preprocess import Mode
 from lumamba_cli.recording import Reader
@@ -34,6 +35,16 @@ def _device(value: str) -> str:
     raise typer.BadParameter(f"{value!r} is not auto, cpu, cuda or cuda:N")
 
 
+def parse_shard(value: str | None) -> tuple[int, int] | None:
+    """``K/N`` → (K, N), 0 ≤ K < N."""
+    if value is None:
+        return None
+    match = re.fullmatch(r"\s*(\d+)\s*/\s*(\d+)\s*", value)
+    if not match or not 0 <= int(match[1]) < int(match[2]):
+        raise typer.BadParameter(f"{value!r} is not K/N with 0 ≤ K < N (e.g. 3/10)")
+    return int(match[1]), int(match[2])
+
+
 JsonOption = Annotated[bool, typer.Option("--json", help="Write JSON to stdout instead of tables on stderr.")]
 QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="No progress or tables on stderr (errors still show).")]
 DeviceOption = Annotated[str, typer.Option(
@@ -49,6 +60,15 @@ ModeOption = Annotated[Optional[Mode], typer.Option(
 ReaderOption = Annotated[Reader, typer.Option(
     "--reader", help="Sample reader: auto = native (lumamba's own record reader, behind its header checks; reads "
                      "every valid EDF/BDF, EDF+D and mixed rates included), or pyedflib / mne to cross-check.")]
+ExecutorOption = Annotated[Executor, typer.Option(
+    "--executor", help="local: this machine (--jobs worker processes decode, this process runs the model); dask: "
+                       "each recording done whole on a Dask worker, with its own model (needs the dask extra): "
+                       "the workers of --scheduler, else a LocalCluster of --jobs processes (default: one per two "
+                       "cores). This process alone writes the manifest.")]
+SchedulerOption = Annotated[Optional[str], typer.Option(
+    "--scheduler", metavar="ADDRESS",
+    help="With --executor dask: a running scheduler, e.g. tcp://head-node:8786 (dask-jobqueue, dask-scheduler). "
+         "Workers must see the same paths, lumamba version, recipes and heads; a worker that differs is refused.")]
 AliasesOption = Annotated[Optional[Path], typer.Option(
     "--aliases", metavar="FILE",
     help="Extra names and positions: a TSV with a header row 'name, canonical' (alias → known electrode) and/or "

@@ -11,18 +11,23 @@ from rich.markup import escape
 from rich.table import Table
 
 from lumamba_cli import DISCLAIMER
-from lumamba_cli.batch import FileOutcome, FoundRecording, Progress
+from lumamba_cli.batch import Executor, FileOutcome, FoundRecording, Progress
 from lumamba_cli.commands.options import (
     AliasesOption,
     Backend,
     BackendOption,
     BatchSizeOption,
     DeviceOption,
+    ExecutorOption,
     JsonOption,
     ModeOption,
     QuietOption,
+    ReaderOption,
+    SchedulerOption,
+    parse_shard,
 )
 from lumamba_cli.console import clean, err, print_json
+from lumamba_cli.recording import Reader
 
 # Beyond this many recordings the end-of-run table lists failures only, with counts: 10,000 rows help nobody.
 TABLE_ROWS = 40
@@ -89,9 +94,9 @@ def _clock(seconds: float) -> str:
 
 
 def screen(
-    paths: Annotated[List[Path], typer.Argument(
+    paths: Annotated[Optional[List[Path]], typer.Argument(
         help="EDF/EDF+/BDF files, or folders walked recursively for .edf/.bdf (any letter case).",
-        show_default=False)],
+        show_default=False)] = None,
     task: Annotated[Optional[List[str]], typer.Option(
         "--task", "-t", help="Task recipe to score (repeatable), e.g. tuab, mumtaz. Without --task only the "
                              "model-free signal-quality screen (qc) runs: no weights, no network.")] = None,
@@ -108,9 +113,22 @@ def screen(
         "--skip-existing", help="Resume: skip recordings whose reports exist and that manifest.jsonl lists as ok for "
                                 "these tasks with the same threshold, head, encoder, recipe, preprocessing, aliases, "
                                 "device and backend (and that did not change since); anything else is redone.")] = False,
+    files_from: Annotated[Optional[str], typer.Option(
+        "--files-from", metavar="FILE",
+        help="Also screen the recordings listed in FILE, one path per line ('-': standard input; blank lines and "
+             "# comments skipped), e.g. from `find` or a dataset index.")] = None,
+    shard: Annotated[Optional[str], typer.Option(
+        "--shard", metavar="K/N", callback=parse_shard,
+        help="Screen only shard K of N (K from 0 to N-1): a stable split by report name, so N array jobs "
+             "(K = $SLURM_ARRAY_TASK_ID of --array=0-(N-1), or GNU parallel) cover every recording exactly once, "
+             "each writing its own "
+             "manifest.K-of-N.jsonl; `lumamba manifest merge` joins them.")] = None,
     jobs: Annotated[int, typer.Option(
         "--jobs", "-j", min=1, help="Worker processes that decode and preprocess recordings in parallel (1: one "
-                                    "background thread overlaps them with the model).")] = 1,
+                                    "background thread overlaps them with the model); with --executor dask, the "
+                                    "LocalCluster's worker processes.")] = 1,
+    executor: ExecutorOption = Executor.local,
+    scheduler: SchedulerOption = None,
     device: DeviceOption = "auto",
     backend: BackendOption = Backend.auto,
     batch_size: BatchSizeOption = 64,
@@ -118,6 +136,7 @@ def screen(
         "--threshold", min=0.0, max=1.0,
         help="Probability (0 to 1) at or above which a window counts as positive in the summary.")] = 0.5,
     mode: ModeOption = None,
+    reader: ReaderOption = Reader.auto,
     aliases: AliasesOption = None,
     quiet: QuietOption = False,
     as_json: JsonOption = False,
@@ -128,20 +147,28 @@ def screen(
     6 when some failed (see manifest.jsonl), 3/4/5 when a single named file cannot be screened.
     """
     from lumamba_cli import threads
+    from lumamba_cli.batch import read_file_list
     from lumamba_cli.screening import ScreenOptions, run_screen
 
-    if jobs > 1:
+    if scheduler is not None and executor is not Executor.dask:
+        raise typer.BadParameter("--scheduler needs --executor dask", param_hint="--scheduler")
+    listed = tuple(read_file_list(files_from)) if files_from is not None else ()
+    if not paths and files_from is None:
+        raise typer.BadParameter("give recordings or folders, or --files-from FILE", param_hint="PATHS")
+
+    if jobs > 1 and executor is Executor.local:
         threads.configure(threads.chosen().threads if threads.chosen() else None, jobs=jobs)
 
     options = ScreenOptions(
         tasks=tuple(dict.fromkeys(task or [])), head=head, out=out, glob=glob, skip_existing=skip_existing,
         jobs=jobs, device=device, backend=backend.value, batch_size=batch_size, threshold=threshold, mode=mode,
-        aliases=aliases,
+        aliases=aliases, reader=reader, files_from=listed, shard=shard, executor=executor, scheduler=scheduler,
     )
+
     progress: Progress = Progress()
     if not quiet:
         progress = RichProgress() if err.is_terminal else LogProgress()
-    run = run_screen(paths, options, progress=progress, eta=isinstance(progress, RichProgress))
+    run = run_screen(paths or [], options, progress=progress, eta=isinstance(progress, RichProgress))
     if not quiet:
         for note in run.notes():
             err.print(f"[yellow]warning:[/] {escape(note)}", highlight=False)
@@ -173,7 +200,7 @@ def render(run) -> None:
         err.print(table)
         if large and len(shown) > TABLE_ROWS:
             err.print(f"… {len(shown) - TABLE_ROWS} more failures: see manifest.jsonl")
-    for model in run.models.values():
+    for model in run.models.values() if run.options.executor is Executor.local else ():
         described = model.scorer.describe()
         err.print(f"{model.task}: backend {described['backend']}, device {described['device']}, "
                   f"precision {described['precision']}")
