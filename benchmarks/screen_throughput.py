@@ -9,9 +9,11 @@ What it does, all on this machine, in one run:
 2. builds a TUAB head from the deterministic formula weights (not trained weights: timing only);
 3. times the stages of lumamba's pipeline one by one (read / preprocess / model / write) in a fresh process;
 4. runs the real CLI end to end (``python -m lumamba_cli screen FILE --task tuab --head H``) for 1 h and 8 h,
-   each in its own subprocess, and reads each child's peak RSS with ``os.wait4``;
+   each in its own subprocess, and polls each child's own peak RSS (VmHWM);
 5. runs the upstream TUAB recipe as written with MNE (``read_raw_edf(preload=True)``, whole-recording
-   ``filter``, ``notch_filter``, ``resample``) on the same 1-hour file, also in its own subprocess.
+   ``filter``, ``notch_filter``, ``resample``) on the same 1-hour file, also in its own subprocess;
+6. runs the upstream pipeline as written end to end on that hour (those MNE calls, bipolar rows, windows, z-score,
+   then the model with the textbook sequential scan, as upstream has no CPU kernel) and prints the ratio.
 
 Usage: ``python benchmarks/screen_throughput.py [--workdir DIR] [--no-long] [--smoke]``
 """
@@ -28,6 +30,8 @@ import time
 from pathlib import Path
 
 import numpy as np
+
+from lumamba_cli import DISCLAIMER
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("LUMAMBA_SHARED", REPO.parent / "shared"))
@@ -180,20 +184,86 @@ print(json.dumps(times))
 """ % (TUH_ELECTRODES,)
 
 
+# The upstream TUAB pipeline as written, rebuilt from the spec (§ recipes): MNE preload preprocessing as above, the
+# TCP bipolar rows, 5-s windows, the per-window z-score (unbiased std + 1e-8), then the model in batches of 64 with
+# the textbook sequential scan standing in for mamba-ssm's CUDA kernel (upstream has no CPU path) and torch's
+# default threads (upstream chooses none). Same weights as lumamba's run: the formula head.
+_UPSTREAM = r"""
+import json, sys, time
+t0 = time.perf_counter()
+import mne, numpy as np, torch
+from lumamba_cli.recording import open_recording
+from lumamba_cli.montage import load_registry, get_layout
+from lumamba_cli.recipes import load_recipe
+from lumamba_cli.preprocess import zscore
+from lumamba_cli.model.checkpoint import load_head
+from lumamba_cli.model.mamba import reference_scan, using_scan
+mne.set_log_level("ERROR")
+path, head = sys.argv[1], sys.argv[2]
+recipe = load_recipe("tuab")
+registry = load_registry()
+recording = open_recording(path)
+derivation = registry.resolve(recording, get_layout(recipe.layout, registry=registry)).derivation
+model, _ = load_head(head)
+times = {"setup": time.perf_counter() - t0}
+t = time.perf_counter(); raw = mne.io.read_raw_edf(path, preload=True); times["read"] = time.perf_counter() - t
+t = time.perf_counter()
+raw.filter(l_freq=0.1, h_freq=75.0); raw.notch_filter(60); raw.resample(256, npad="auto")
+# MNE keeps the file's signal order (a plain EDF: no annotation signal to drop), so file indices carry over.
+assert [raw.ch_names[i] for i in derivation.file_channels] == [recording.channels[i].label
+                                                               for i in derivation.file_channels]
+data = raw.get_data(picks=list(range(len(raw.ch_names))), units="uV")
+bipolar = derivation.apply(data[derivation.file_channels])
+n = bipolar.shape[1] // 1280
+windows = zscore(bipolar[:, : n * 1280].reshape(len(bipolar), n, 1280).transpose(1, 0, 2))
+times["preprocess"] = time.perf_counter() - t
+t = time.perf_counter()
+positions = torch.as_tensor(derivation.positions, dtype=torch.float32)
+with torch.no_grad(), using_scan(reference_scan):
+    for start in range(0, n, 64):
+        x = torch.from_numpy(np.ascontiguousarray(windows[start : start + 64]))
+        model(x, positions.expand(len(x), -1, -1)).softmax(-1)
+times["model"] = time.perf_counter() - t
+times["windows"] = n
+times["torch_threads"] = torch.get_num_threads()
+print(json.dumps(times))
+"""
+
+
+def _high_water_mib(pid: int) -> float | None:
+    """The process's own peak resident set (VmHWM), or None once it has exited."""
+    try:
+        with open(f"/proc/{pid}/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        return None
+    return None
+
+
 def run_child(argv: list[str]) -> tuple[float, float, str]:
-    """(wall s, peak RSS MiB, stdout) of one child process, its own rusage (os.wait4), not the maximum so far."""
+    """(wall s, peak RSS MiB, stdout) of one child process.
+
+    The peak is the child's own VmHWM, polled every 20 ms (it only rises, so the last reading is the peak unless it
+    came in the final 20 ms). Not ``os.wait4``'s ru_maxrss: Linux carries that high-water mark across fork and exec,
+    so every child would report at least this parent's own size (torch and all).
+    """
     started = time.perf_counter()
-    child = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                             env={**os.environ, "HF_HUB_OFFLINE": "1"})
-    out_text = child.stdout.read()
-    err_text = child.stderr.read()
-    _, status, usage = os.wait4(child.pid, 0)
-    child.returncode = os.waitstatus_to_exitcode(status)
-    wall = time.perf_counter() - started
-    if child.returncode not in (0,):
+    with tempfile.TemporaryFile(mode="w+") as out_file, tempfile.TemporaryFile(mode="w+") as err_file:
+        child = subprocess.Popen(argv, stdout=out_file, stderr=err_file, text=True,
+                                 env={**os.environ, "HF_HUB_OFFLINE": "1"})
+        peak = 0.0
+        while child.poll() is None:
+            peak = max(peak, _high_water_mib(child.pid) or 0.0)
+            time.sleep(0.02)
+        wall = time.perf_counter() - started
+        out_file.seek(0)
+        err_file.seek(0)
+        out_text, err_text = out_file.read(), err_file.read()
+    if child.returncode != 0:
         raise SystemExit(f"child failed ({child.returncode}): {' '.join(argv)}\n{err_text[-2000:]}")
-    peak_mib = usage.ru_maxrss / 1024 if sys.platform != "darwin" else usage.ru_maxrss / 2**20
-    return wall, peak_mib, out_text
+    return wall, peak, out_text
 
 
 def main() -> None:
@@ -232,11 +302,14 @@ def main() -> None:
           f"| machine load average {stages['load_avg_1min']:.1f}")
 
     print("\nlumamba screen --task tuab, end to end (CLI subprocess; includes Python start-up and imports):")
+    ends: dict[int, float] = {}
+    peaks: dict[int, float] = {}
     for label, path in recordings.items():
         report_dir = work / f"screen_{label}"
         wall, peak, _ = run_child([sys.executable, "-m", "lumamba_cli", "screen", str(path), "--task", "tuab",
                                    "--head", str(head), "--out", str(report_dir), "--quiet"])
         length = hours[label]
+        ends[label], peaks[label] = wall, peak
         print(f"  {length:g} h: wall {wall:.1f} s = {wall / length:.1f} s per recording-hour, "
               f"{length / (wall / 60):.1f} h of EEG per minute, peak RSS {peak:.0f} MiB "
               f"(load average {os.getloadavg()[0]:.1f})")
@@ -246,6 +319,21 @@ def main() -> None:
     print("\nupstream TUAB recipe as written with MNE (preload, whole-recording filter/notch/resample), 1 h:")
     print("  " + " | ".join(f"{k} {v:.2f} s" for k, v in mne_times.items())
           + f" | sum {sum(mne_times.values()):.2f} s | process wall {wall:.1f} s | peak RSS {peak:.0f} MiB")
+
+    up_wall, up_peak, text = run_child([sys.executable, "-c", _UPSTREAM, str(one_hour), str(head)])
+    up = json.loads(text.strip().splitlines()[-1])
+    print("\nupstream pipeline as written, end to end on the same hour (MNE preload preprocessing + the model with "
+          f"the reference scan, batch 64, torch's default {up['torch_threads']} threads):")
+    print(f"  setup {up['setup']:.2f} s | read {up['read']:.2f} s | preprocess {up['preprocess']:.2f} s | "
+          f"model {up['model']:.2f} s ({up['windows']} windows) | process wall {up_wall:.1f} s | "
+          f"peak RSS {up_peak:.0f} MiB")
+    print(f"  ratio, 1 h end to end: upstream {up_wall:.1f} s / lumamba {ends[1]:.1f} s = {up_wall / ends[1]:.2f}x "
+          f"(target >= 4x on a quiet 2-core machine)")
+    per_hour = {label: wall / hours[label] for label, wall in ends.items()}
+    print("  lumamba s per recording-hour: " + ", ".join(f"{label} h {v:.1f}" for label, v in per_hour.items())
+          + " (target <= 5 s incl. start-up); peak RSS " + ", ".join(f"{label} h {v:.0f} MiB"
+                                                                      for label, v in peaks.items()))
+    print(f"\n{DISCLAIMER}")
 
 
 if __name__ == "__main__":
