@@ -526,7 +526,7 @@ def _head_cases() -> list[Case]:
         Case("head_num_classes_lie", changed("head_num_classes_lie", set_field("num_classes", 7)), Outcome.REFUSED, 5,
              Kind.HEAD),
         Case("head_recipe_hash_wrong", changed("head_recipe_hash_wrong", set_field("recipe_hash", "0" * 64)),
-             Outcome.REFUSED, 5, Kind.HEAD),
+             Outcome.REFUSED, 5, Kind.HEAD, ("import_warns",)),
         Case("head_task_traversal", changed("head_task_traversal", set_field("task", "../../etc")), Outcome.REFUSED, 5,
              Kind.HEAD),
         Case("head_esc_metadata", changed("head_esc_metadata", esc_metadata), Outcome.EITHER, 5, Kind.HEAD),

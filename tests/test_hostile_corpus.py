@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from cli_helpers import run_cli
-from hostile_corpus import CHB, DATA, Case, Kind, Outcome, all_cases
+from hostile_corpus import DATA, SEIZEIT, Case, Kind, Outcome, all_cases
 from lumamba_cli.errors import ExitCode
 
 pytestmark = pytest.mark.skipif(not DATA.is_dir(), reason=f"{DATA} is absent: the corpus is cut from ../shared/data")
@@ -50,9 +50,15 @@ def corpus(tmp_path_factory) -> dict[str, Path]:
 
 @pytest.fixture(scope="module")
 def good(tmp_path_factory) -> Path:
-    path = tmp_path_factory.mktemp("good") / "good.edf"
-    path.write_bytes((DATA / CHB).read_bytes())
+    path = tmp_path_factory.mktemp("good") / "good.edf"  # monopolar 10-20: tuab's layout can be built
+    path.write_bytes((DATA / SEIZEIT).read_bytes())
     return path
+
+
+@pytest.fixture(scope="module")
+def tuab_good(tmp_path_factory) -> Path:
+    """A recording tuab's layout can be built from (as in test_screen_cli)."""
+    return Path(__file__).resolve().parents[1] / "examples" / "absence_excerpt.edf"
 
 
 @pytest.fixture(scope="module")
@@ -72,9 +78,9 @@ def check_run(argv: list[str], capsys, allowed: set[int], *, json_out: bool, nam
     assert "this is a bug" not in err, where
     assert not WARNING_LINE.search(err), where
     assert "\x1b" not in err, where  # nothing from a file may drive the terminal
-    if json_out and code in (0, 4, 6):
+    if json_out and code in (0, 6):
         _strict(out)  # one document, strict JSON, nothing else
-    elif json_out:
+    elif json_out:  # a refused single file: the error line is on stderr, stdout holds nothing or one document
         assert out.strip() == "" or _strict(out) is not None, where
     if code not in (0, 6):
         errors = [line for line in err.splitlines() if line.startswith("error:")]
@@ -111,18 +117,20 @@ def _aliases(case: Case, path: Path, good: Path, tmp_path: Path, capsys) -> None
         assert montage == screen == case.code
 
 
-def _head(case: Case, path: Path, good: Path, tmp_path: Path, capsys) -> None:
+def _head(case: Case, path: Path, tuab_good: Path, tmp_path: Path, capsys) -> None:
     imported = check_run(["heads", "import", path], capsys, ALLOWED["heads"], json_out=False, names=path)
     check_run(["heads", "list"], capsys, {0}, json_out=False, names=None)
     check_run(["heads", "list", "--json"], capsys, {0}, json_out=True, names=None)
-    screen = check_run(["screen", good, "--task", "tuab", "--head", path, "--out", tmp_path, "--quiet"], capsys,
+    screen = check_run(["screen", tuab_good, "--task", "tuab", "--head", path, "--out", tmp_path, "--quiet"], capsys,
                        ALLOWED["tuab"], json_out=False, names=path)
     if case.outcome is Outcome.REFUSED:
-        assert imported == screen == case.code, f"{case.name}: import {imported}, screen {screen}"
+        assert screen == case.code, f"{case.name}: screen exited {screen}"
+        # a recipe mismatch is imported with a warning (the recipe may be updated later) and refused by screen
+        assert imported == (0 if "import_warns" in case.tags else case.code), f"{case.name}: import {imported}"
 
 
 @pytest.mark.parametrize("name", sorted(CASES))
-def test_hostile_case(name, corpus, good, tuab_head, tmp_path, capsys, recwarn):
+def test_hostile_case(name, corpus, good, tuab_good, tuab_head, tmp_path, capsys, recwarn):
     case = CASES[name]
     path = corpus[name]
     if case.name == "unreadable_permissions" and os.geteuid() == 0:
@@ -132,7 +140,7 @@ def test_hostile_case(name, corpus, good, tuab_head, tmp_path, capsys, recwarn):
     elif case.kind is Kind.ALIASES:
         _aliases(case, path, good, tmp_path, capsys)
     else:
-        _head(case, path, good, tmp_path, capsys)
+        _head(case, path, tuab_good, tmp_path, capsys)
 
 
 def test_corpus_is_large_enough():
