@@ -68,8 +68,28 @@ def tuab_head(tmp_path_factory) -> Path:
     return save_formula_head("tuab", tmp_path_factory.mktemp("head") / "tuab_formula.safetensors")
 
 
+# (command, exit code) of every run; with LUMAMBA_CORPUS_TABLE=FILE the module writes their counts there
+TALLY: list[tuple[str, int]] = []
+
+
+@pytest.fixture(scope="module", autouse=True)
+def outcome_table():
+    yield
+    target = os.environ.get("LUMAMBA_CORPUS_TABLE")
+    if target:
+        counts: dict[str, dict[int, int]] = {}
+        for command, code in TALLY:
+            counts.setdefault(command, {}).setdefault(code, 0)
+            counts[command][code] += 1
+        Path(target).write_text(json.dumps(counts, indent=1, sort_keys=True))
+
+
 def check_run(argv: list[str], capsys, allowed: set[int], *, json_out: bool, names: Path | None) -> int:
     code, out, err = run_cli(argv, capsys)
+    words = [str(a) for a in argv if not str(a).startswith("/")]
+    TALLY.append((" ".join(w for w in words[:2] if w in ("info", "montage", "check", "screen", "heads", "import",
+                                                             "list")) + (" --task tuab" if "tuab" in words else "")
+                  + (" --json" if "--json" in words else ""), code))
     where = f"lumamba {' '.join(map(str, argv))} → {code}\nstdout: {out[-2000:]}\nstderr: {err[-3000:]}"
     assert code != ExitCode.INTERNAL, where
     assert code in DOCUMENTED, where
