@@ -212,6 +212,8 @@ def read_header(path: Path, file_size: int) -> Header:
                 f"{signal.digital_max}",
                 path=path,
             )
+        if not signal.is_annotation:
+            _check_physics(signal, float(record_duration), path)
         limit = 2 ** (8 * bytes_per_sample - 1)
         if not signal.is_annotation and (signal.digital_min < -limit or signal.digital_max > limit - 1):
             header_warnings.append(
@@ -239,6 +241,29 @@ def read_header(path: Path, file_size: int) -> Header:
     header.non_printable = any(byte < 32 or byte > 126 for byte in fixed[8:256] + raw_signals)
     _check_record_count(header, path, file_size)
     return header
+
+
+# Limits from physics, not from the format: no EEG/biosignal amplifier samples faster than 100 kHz, and a physical
+# range beyond ±1e12 in any unit (V … nV) is a broken scaling that would overflow float32 in the model's input.
+MAX_SAMPLING_RATE_HZ = 100_000.0
+MAX_PHYSICAL_MAGNITUDE = 1e12
+
+
+def _check_physics(signal: SignalHeader, record_duration: float, path: Path) -> None:
+    """One data signal's header against physical plausibility: finite bounded range, a rate in (0, 100 kHz]."""
+    name = f"signal {signal.number + 1} ({signal.label!r})"
+    ends = (signal.physical_min, signal.physical_max)
+    if not all(math.isfinite(v) and abs(v) <= MAX_PHYSICAL_MAGNITUDE for v in ends):
+        raise BadInputError(f"{name} has physical range [{ends[0]:g}, {ends[1]:g}]: not finite or beyond "
+                            f"±{MAX_PHYSICAL_MAGNITUDE:g}", path=path)
+    if not math.isfinite(record_duration) or record_duration <= 0:
+        raise BadInputError(f"data record duration {record_duration:g} s: data signals need a finite positive "
+                            "duration", path=path)
+    rate = signal.samples_per_record / record_duration
+    if not rate <= MAX_SAMPLING_RATE_HZ:
+        raise BadInputError(f"{name} samples at {rate:.6g} Hz ({signal.samples_per_record} samples per "
+                            f"{record_duration:g}-s record), above the {MAX_SAMPLING_RATE_HZ:g} Hz any EEG amplifier "
+                            "records", path=path)
 
 
 def _check_record_count(header: Header, path: Path, file_size: int) -> None:

@@ -695,27 +695,54 @@ def _read_aliases(path: Path) -> dict[str, tuple[str, str]]:
     return aliases
 
 
+# A site's alias table has a few hundred rows; anything this large is not one (and is not read into memory).
+MAX_ALIASES_BYTES = 4 * 1024 * 1024
+
+
+def _no_constant(constant: str) -> Any:
+    raise ValueError(f"{constant} is not a number JSON allows")
+
+
 def _read_overrides(path: Path) -> tuple[dict[str, tuple[str, str]], dict[str, np.ndarray]]:
     """User file: TSV with a header row (columns ``name``, then ``canonical`` and/or ``x y z`` in metres, head frame,
     optional ``note``), or JSON ``{"aliases": {name: canonical}, "positions": {name: [x, y, z]}}``."""
     if not path.is_file():
         raise BadInputError("aliases file not found", path=path)
-    text = path.read_text(encoding="utf-8-sig")
+    size = path.stat().st_size
+    if size > MAX_ALIASES_BYTES:
+        raise BadInputError(f"aliases file is {size:,} bytes, more than the {MAX_ALIASES_BYTES:,} an alias table "
+                            "can need", path=path)
+    raw = path.read_bytes()
+    if b"\x00" in raw:  # UTF-16 and binary files: a text table never holds NUL
+        raise BadInputError("aliases file is not UTF-8 text (it contains NUL bytes)", path=path)
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise BadInputError(f"aliases file is not UTF-8 text (byte {exc.start})", path=path) from None
     aliases: dict[str, tuple[str, str]] = {}
     positions: dict[str, np.ndarray] = {}
-    if path.suffix.lower() == ".json" or text.lstrip().startswith("{"):
+    if path.suffix.lower() == ".json" or text.lstrip().startswith(("{", "[")):
         try:
-            data = json.loads(text)
+            data = json.loads(text, parse_constant=_no_constant)
+        except RecursionError:
+            raise BadInputError("aliases JSON is nested too deeply", path=path) from None
         except json.JSONDecodeError as exc:
             raise BadInputError(f"aliases file is not valid JSON ({exc.msg}, line {exc.lineno})", path=path) from None
+        except ValueError as exc:
+            raise BadInputError(f"aliases file is not valid JSON ({exc})", path=path) from None
+        if not isinstance(data, dict):
+            raise BadInputError(f"aliases JSON must be an object, not {type(data).__name__}", path=path)
         unknown_keys = set(data) - {"aliases", "positions"}
-        if not isinstance(data, dict) or unknown_keys:
+        sections = [data.get("aliases") or {}, data.get("positions") or {}]
+        if unknown_keys or not all(isinstance(section, dict) for section in sections):
             raise BadInputError(
                 f"aliases JSON must be an object with 'aliases' and/or 'positions' (got {sorted(unknown_keys)})",
                 path=path,
             )
         for name, target in (data.get("aliases") or {}).items():
-            aliases[str(name)] = (str(target), f"user alias ({path.name})")
+            if not isinstance(target, str):
+                raise BadInputError(f"alias {name!r} must name an electrode (a string)", path=path)
+            aliases[str(name)] = (target, f"user alias ({path.name})")
         for name, xyz in (data.get("positions") or {}).items():
             positions[str(name)] = _checked_xyz(name, xyz, path)
         return aliases, positions

@@ -529,8 +529,12 @@ def summary_line(report: TaskReport) -> str:
 def write_task_report(found: FoundRecording, report: TaskReport) -> list[Path]:
     csv_name, json_name = output_names(found.stem, report.task)
     # JSON last: its presence (with the manifest) marks the recording's task as finished.
-    return [write_csv(found.out_dir / csv_name, report.rows, report.labels, report.start_time),
-            write_report(found.out_dir / json_name, report.document)]
+    csv_path = write_csv(found.out_dir / csv_name, report.rows, report.labels, report.start_time)
+    try:
+        return [csv_path, write_report(found.out_dir / json_name, report.document)]
+    except OutputError:  # the caller only knows the paths this returns: the CSV must not outlive its report
+        csv_path.unlink(missing_ok=True)
+        raise
 
 
 def consume_screen(models: dict[str, TaskModel], threshold: float, progress: Progress, found: FoundRecording,
