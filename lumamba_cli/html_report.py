@@ -323,8 +323,8 @@ def build_folder(out_dir: Path, stems: Sequence[str] | None = None) -> list[Path
     folder's index page; the model is never run."""
     grouped: dict[str, list[LoadedReport]] = {}
     for path in sorted(out_dir.glob("*.json")):
-        if path.name.startswith("manifest"):
-            continue
+        if path.name.startswith("manifest") or path.name.endswith("_events.json"):
+            continue  # the run's manifest and the events.tsv sidecars are not reports
         report = load_report(path)
         if stems is None or report.stem in stems:
             grouped.setdefault(report.stem, []).append(report)
