@@ -124,7 +124,8 @@ def timeline_figure(document: dict[str, Any], label: str) -> str:
         ax.axvline(annotation["onset_s"], color="#2e8b57", lw=0.8, alpha=0.8)
     ax.set_xlim(0, max(total, float(ends.max()) if len(ends) else 1.0))
     ax.set_ylim(0, 1)
-    ax.set_ylabel(f"p({label})")
+    # the qc task has no probabilities: its timeline shows the excluded windows and the annotations only
+    ax.set_ylabel(f"p({label})" if document.get("labels") else "qc: excluded shaded")
     _time_axis(ax, header.get("start_time"), total)
     ax.legend(loc="upper right", fontsize=8)
     return _png(fig)
