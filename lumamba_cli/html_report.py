@@ -168,30 +168,63 @@ def heatmap_figure(document: dict[str, Any], values: list[list[float] | None], c
 
 
 def head_figure(montage: dict[str, Any]) -> str:
-    """Electrode positions seen from above: used (present), derived, and channels with no position or unused."""
+    """Electrode positions seen from above (x right, y nose): the file's electrodes used as they are, the positions
+    the layout derived (bipolar midpoints, from ``positions_m``), and file channels with a position left unused.
+    Channels the layout needs but the file cannot give have no position to draw: the caption lists them."""
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(4.2, 4.2))
     ax.add_patch(plt.Circle((0, 0), 1.0, fill=False, color="#444444"))
     ax.plot([-0.1, 0, 0.1], [0.99, 1.1, 0.99], color="#444444")  # nose
-    rows = [r for r in montage.get("rows", []) if r.get("position_m")]
-    points = np.array([r["position_m"] for r in rows], dtype=float).reshape(-1, 3)
-    scale = float(np.max(np.linalg.norm(points[:, :2], axis=1))) if len(points) else 1.0
-    styles = {"present": ("#1f4e99", "o"), "derived": ("#e67e22", "s"), "missing": ("#aaaaaa", "x")}
-    for row, xyz in zip(rows, points):
-        kind = "missing" if not row["used"] else ("derived" if row.get("source") not in ("direct", None) else "present")
+    groups: dict[str, list[tuple[str, list[float]]]] = {"present": [], "derived": [], "not used": []}
+    for row in montage.get("rows", []):
+        if row.get("position_m"):
+            groups["present" if row["used"] else "not used"].append((row.get("canonical") or row["raw"],
+                                                                     row["position_m"]))
+    # the layout's own channels that are not file electrodes (bipolar pairs, interpolations) are the derived ones
+    present = {str(name).lower() for name, _ in groups["present"]}
+    groups["derived"] = [(name, xyz) for name, xyz in zip(montage.get("used_channels", []),
+                                                           montage.get("positions_m", []))
+                         if str(name).lower() not in present]
+    every = [xyz for members in groups.values() for _, xyz in members]
+    scale = max((float(np.hypot(x, y)) for x, y, _ in every), default=1.0) or 1.0
+    styles = {"present": ("#1f4e99", "o"), "derived": ("#e67e22", "s"), "not used": ("#aaaaaa", "x")}
+    for kind, members in groups.items():
         colour, marker = styles[kind]
-        x, y = xyz[0] / scale * 0.9, xyz[1] / scale * 0.9
-        ax.scatter([x], [y], c=colour, marker=marker, s=30)
-        ax.annotate(str(row.get("canonical") or row["raw"]), (x, y), fontsize=6, xytext=(2, 2),
-                    textcoords="offset points")
-    for kind, (colour, marker) in styles.items():
-        ax.scatter([], [], c=colour, marker=marker, label=kind if kind != "missing" else "not used")
+        ax.scatter([], [], c=colour, marker=marker, label=f"{kind} ({len(members)})")
+        for name, (x, y, _z) in members:
+            x, y = x / scale * 0.9, y / scale * 0.9
+            ax.scatter([x], [y], c=colour, marker=marker, s=24)
+            ax.annotate(str(name), (x, y), fontsize=5, xytext=(2, 2), textcoords="offset points")
     ax.legend(loc="lower left", fontsize=7, frameon=False)
     ax.set_xlim(-1.2, 1.2)
     ax.set_ylim(-1.2, 1.2)
     ax.set_aspect("equal")
     ax.axis("off")
     return _png(fig)
+
+
+def missing_channels(montage: dict[str, Any]) -> list[str]:
+    """The layout channels the file could not give (status neither present nor derivable)."""
+    return [str(q["name"]) for q in montage.get("required", []) if q.get("status") not in ("present", "derivable")]
+
+
+def per_channel_maps(document: dict[str, Any]) -> list[tuple[str, list[str], list[list[float] | None]]]:
+    """For per-channel heads (mc: one output per channel; mmc: 'channel:class'), one channel × time matrix of
+    probabilities per class: (class, channels, per-window values)."""
+    model = document.get("model") or {}
+    kind = (model.get("classification_type") or "").lower()
+    if kind not in ("mc", "mmc"):
+        return []
+    by_class: dict[str, list[str]] = {}
+    for output in document.get("labels", []):
+        channel, _, cls = output.partition(":")
+        by_class.setdefault(cls or "positive", []).append(output)
+    maps = []
+    for cls, outputs in by_class.items():
+        values = [None if w["probabilities"] is None else [w["probabilities"].get(o, np.nan) for o in outputs]
+                  for w in document["windows"]]
+        maps.append((cls, [o.partition(":")[0] for o in outputs], values))
+    return maps
 
 
 # --------------------------------------------------------------------------------------------------- page
@@ -238,10 +271,15 @@ def _task_section(report: LoadedReport) -> str:
         if channels and values and any(v is not None for v in values):
             parts.append(_img(heatmap_figure(document, values, channels, f"{report.task}: QC {title} per channel"),
                               f"heatmap {report.task} {name}"))
+    for cls, names, values in per_channel_maps(document):
+        parts.append(_img(heatmap_figure(document, values, names, f"{report.task}: p({cls}) per channel"),
+                          f"heatmap {report.task} p {cls}"))
     if document.get("montage"):
         montage = document["montage"]
         parts.append(f"<h3>Montage ({_e(montage.get('layout'))}; {_e(montage.get('verdict'))})</h3>")
         parts.append(_img(head_figure(montage), f"head {report.task}"))
+        missing = missing_channels(montage)
+        parts.append(f"<p>Missing (no position to draw): {_e(', '.join(missing) or 'none')}</p>")
         parts.append(_table([[_e(r["raw"]), _e(r["canonical"]), _e(r["source"]), _e(r["used"]), _e(r.get("reason"))]
                              for r in montage["rows"]], ["channel", "canonical", "source", "used", "reason"]))
     provenance = {"recipe": document.get("recipe"), "model": document.get("model"), "versions": document["versions"]}
