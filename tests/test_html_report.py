@@ -107,3 +107,49 @@ var p = document.createElement('pre'); p.id = 'order'; p.textContent = 'order=' 
     checked.write_text(index.replace("</body>", click + "</body>"))
     dom = _chromium("--virtual-time-budget=5000", "--dump-dom", checked.as_uri(), cwd=tmp_path).stdout
     assert "order=qc,tuab" in dom
+
+
+def _synthetic_mc_report(tmp_path: Path) -> Path:
+    """A per-channel (mc) report with an EDF+D gap (40–60 s) and an annotation whose text is markup."""
+    from lumamba_cli.report import WindowRow, build_report, summarise
+
+    starts = [0, 5, 10, 15, 20, 25, 30, 35, 60, 65]
+    labels = ["FP1-F7", "T3-T5"]
+    rows = [WindowRow(index=k, start_s=s, end_s=s + 5, segment=int(s >= 60),
+                      probabilities={"FP1-F7": 0.9 if k % 2 else 0.1, "T3-T5": 0.5},
+                      excluded=k == 3, qc_pass=k != 3) for k, s in enumerate(starts)]
+    header = {"format": "EDF+D", "reader": "native", "duration_s": 70.0, "start_time": None, "channels": 2,
+              "segments": [{"onset_s": 0, "data_start_s": 0, "duration_s": 40},
+                           {"onset_s": 60, "data_start_s": 40, "duration_s": 10}], "warnings": []}
+    model = {"encoder": {"file": None, "sha256": None}, "head": {"id": "x", "sha256": "0"}, "backend": "torch",
+             "device": "cpu", "precision": "float32", "classification_type": "mc"}
+    document = build_report(task="tuar_mc", input_info={
+        "path": "/x.edf", "size": 1, "sha256": "0" * 64, "header": header,
+        "annotations": [{"onset_s": 12.0, "duration_s": None, "text": "<script>alert(1)</script>"}]},
+        rows=rows, labels=labels, summary=summarise(rows, labels), model=model)
+    path = tmp_path / "x.tuar_mc.json"
+    path.write_text(json.dumps(document))
+    return path
+
+
+def test_per_channel_heads_get_a_probability_heat_map_and_file_text_is_escaped(tmp_path):
+    _synthetic_mc_report(tmp_path)
+    code, _, _ = run_cli(["report", str(tmp_path)])
+    assert code == 0
+    page = (tmp_path / "x.report.html").read_text()
+    assert 'alt="heatmap tuar_mc p positive"' in page
+    assert 'alt="timeline tuar_mc FP1-F7"' in page and 'alt="timeline tuar_mc T3-T5"' in page
+    assert "<script>alert(1)" not in page and "&lt;script&gt;alert(1)&lt;/script&gt;" in page
+
+
+def test_format_choices_are_checked_and_json_is_always_written(tmp_path, capsys):
+    code, _, err = run_cli(["screen", str(EXCERPT), "--out", str(tmp_path), "--quiet", "-f", "csv,nope"], capsys)
+    assert code == 2 and "nope" in err
+    code, _, _ = run_cli(["screen", str(EXCERPT), "--out", str(tmp_path), "--quiet", "-f", "tsv", "-f", "edf"])
+    assert code == 0
+    names = {p.name for p in tmp_path.iterdir()}
+    stem = EXCERPT.stem
+    assert {f"{stem}.qc.json", f"{stem}.qc_events.tsv", f"{stem}.qc_events.json", f"{stem}.qc.annotations.edf"} <= names
+    assert f"{stem}.qc.windows.csv" not in names and f"{stem}.report.html" not in names
+    code, out, _ = run_cli(["screen", "--help"], capsys)
+    assert "JSON is always written" in " ".join(out.split())
