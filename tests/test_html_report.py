@@ -153,3 +153,19 @@ def test_format_choices_are_checked_and_json_is_always_written(tmp_path, capsys)
     assert f"{stem}.qc.windows.csv" not in names and f"{stem}.report.html" not in names
     code, out, _ = run_cli(["screen", "--help"], capsys)
     assert "JSON is always written" in " ".join(out.split())
+
+
+def test_the_index_lists_a_failed_recording_with_its_reason(tmp_path):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    shutil.copy(EXCERPT, folder / "good.edf")
+    (folder / "broken.edf").write_bytes(b"this is not an EDF file at all")
+    code, _, _ = run_cli(["screen", str(folder), "--out", str(tmp_path / "out"), "--quiet", "-f", "html"])
+    assert code == 6
+    index = (tmp_path / "out" / "index.html").read_text()
+    rows = re.findall(r"<tr>(.*?)</tr>", index)
+    broken = [r for r in rows if "broken.edf" in r]
+    assert broken and ">failed<" in broken[0] and "href" not in broken[0]
+    assert re.search(r"<td>[^<]*\S[^<]*</td></tr>$", "<tr>" + broken[0] + "</tr>"), "the reason is shown"
+    good = [r for r in rows if "good.edf" in r]
+    assert good and 'href="good.report.html"' in good[0] and ">ok<" in good[0]
