@@ -15,7 +15,8 @@ import io
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -217,7 +218,7 @@ def per_channel_maps(document: dict[str, Any]) -> list[tuple[str, list[str], lis
         return []
     by_class: dict[str, list[str]] = {}
     for output in document.get("labels", []):
-        channel, _, cls = output.partition(":")
+        _, _, cls = output.partition(":")
         by_class.setdefault(cls or "positive", []).append(output)
     maps = []
     for cls, outputs in by_class.items():
@@ -367,6 +368,8 @@ def build_folder(out_dir: Path, stems: Sequence[str] | None = None) -> list[Path
         report = load_report(path)
         if stems is None or report.stem in stems:
             grouped.setdefault(report.stem, []).append(report)
+    if not grouped:
+        raise BadInputError("no lumamba JSON reports (<stem>.<task>.json) in this folder", path=out_dir)
     written = {stem: write_recording_html(out_dir, stem, sorted(reports, key=lambda r: r.task != "qc"))
                for stem, reports in grouped.items()}
     pages = {path.name[: -len(".report.html")]: path for path in out_dir.glob("*.report.html")}

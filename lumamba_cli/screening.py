@@ -37,7 +37,6 @@ from lumamba_cli.batch import (
     select_shard,
     write_summary,
 )
-from lumamba_cli.writers import DEFAULT_FORMATS, OutputFormat
 from lumamba_cli.errors import BadInputError, LumambaError, OutputError, UsageError
 from lumamba_cli.fileio import sha256_file
 from lumamba_cli.heads import TaskHead, head_for_task, show_head
@@ -56,6 +55,7 @@ from lumamba_cli.report import (
     write_csv,
     write_report,
 )
+from lumamba_cli.writers import DEFAULT_FORMATS, OutputFormat
 
 if TYPE_CHECKING:
     from lumamba_cli.inference import Scorer

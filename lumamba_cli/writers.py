@@ -7,9 +7,10 @@ writers, so a run that does not ask for them never loads them.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from enum import Enum
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 from lumamba_cli.errors import UsageError
 

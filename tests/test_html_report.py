@@ -9,8 +9,8 @@ import subprocess
 from pathlib import Path
 
 import pytest
-
 from cli_helpers import run_cli
+
 from lumamba_cli import DISCLAIMER
 from lumamba_cli.model.formula import save_formula_head
 
@@ -38,7 +38,7 @@ def out(tmp_path_factory) -> Path:
 
 def _chromium(*args: str, cwd: Path) -> subprocess.CompletedProcess:
     return subprocess.run([CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--allow-file-access-from-files",
-                           *args], capture_output=True, text=True, timeout=120, cwd=cwd)
+                           *args], check=False, capture_output=True, text=True, timeout=120, cwd=cwd)
 
 
 def test_the_page_is_self_contained_and_complete(out):

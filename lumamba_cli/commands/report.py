@@ -26,8 +26,6 @@ def report(
     if not out_dir.is_dir():
         raise BadInputError("not a folder", path=out_dir)
     written = build_folder(out_dir)
-    if len(written) <= 1:
-        raise BadInputError("no lumamba JSON reports (<stem>.<task>.json) in this folder", path=out_dir)
     for path in written:
         err.print(str(path), markup=False, highlight=False)
 
