@@ -56,9 +56,10 @@ def _root(
 
 
 def _register_commands() -> None:
-    from lumamba_cli.commands import embed, evaluate, heads, info, manifest, montage, schema, screen, train, weights
+    from lumamba_cli.commands import (embed, evaluate, heads, info, manifest, montage, report, schema, screen,
+                                      train, weights)
 
-    for module in (info, montage, screen, embed, manifest, weights, heads, train, evaluate, schema):
+    for module in (info, montage, screen, embed, manifest, weights, heads, train, evaluate, schema, report):
         module.register(app)
 
 

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, Union
 
 import numpy as np
 
-from lumamba_cli import __version__
+from lumamba_cli import __version__, writers
 from lumamba_cli.batch import (
     BatchResult,
     Cluster,
@@ -55,6 +55,7 @@ from lumamba_cli.report import (
     write_csv,
     write_report,
 )
+from lumamba_cli.writers import DEFAULT_FORMATS, OutputFormat
 
 if TYPE_CHECKING:
     from lumamba_cli.inference import Scorer
@@ -90,6 +91,7 @@ class ScreenOptions:
     shard: tuple[int, int] | None = None  # (K, N): only the recordings of shard K of N (job arrays)
     executor: Executor = Executor.local
     scheduler: str | None = None  # a Dask scheduler's address; None: a LocalCluster (executor dask)
+    formats: frozenset[OutputFormat] = frozenset(DEFAULT_FORMATS)  # writers (--format); JSON always included
 
 
 @dataclass(frozen=True)
@@ -526,27 +528,33 @@ def summary_line(report: TaskReport) -> str:
     return line
 
 
-def write_task_report(found: FoundRecording, report: TaskReport) -> list[Path]:
+def write_task_report(found: FoundRecording, report: TaskReport,
+                      formats: frozenset[OutputFormat] = frozenset(DEFAULT_FORMATS)) -> list[Path]:
     csv_name, json_name = output_names(found.stem, report.task)
+    written = [write_csv(found.out_dir / csv_name, report.rows, report.labels, report.start_time)
+               ] if OutputFormat.csv in formats else []
+    written += writers.write_task(formats, found.out_dir, found.stem, report.document)
     # JSON last: its presence (with the manifest) marks the recording's task as finished.
-    csv_path = write_csv(found.out_dir / csv_name, report.rows, report.labels, report.start_time)
     try:
-        return [csv_path, write_report(found.out_dir / json_name, report.document)]
-    except OutputError:  # the caller only knows the paths this returns: the CSV must not outlive its report
-        csv_path.unlink(missing_ok=True)
+        return [*written, write_report(found.out_dir / json_name, report.document)]
+    except OutputError:  # the caller only knows the paths this returns: nothing may outlive its report
+        for path in written:
+            path.unlink(missing_ok=True)
         raise
 
 
 def consume_screen(models: dict[str, TaskModel], threshold: float, progress: Progress, found: FoundRecording,
-                   items: Iterator[Message]) -> FileResult:
+                   items: Iterator[Message], formats: frozenset[OutputFormat] = frozenset(DEFAULT_FORMATS)) -> FileResult:
     """Score one recording and write the reports of every task that ran (main thread)."""
     result = collect(models, threshold, items, progress.windows_done)
     outputs: list[Path] = []
     parts: dict[str, dict[str, Any]] = {}
     try:
         for report in result.reports:
-            outputs.extend(write_task_report(found, report))
+            outputs.extend(write_task_report(found, report, formats))
             parts[report.task] = {"status": "ok", **manifest_figures(report)}
+        documents = [(found.out_dir / output_names(found.stem, r.task)[1], r.document) for r in result.reports]
+        outputs.extend(writers.write_recording(formats, found.out_dir, found.stem, documents))
     except OutputError:
         # a disk that fills up half-way must not leave this recording half reported: nothing of it stays
         for path in outputs:
@@ -577,9 +585,9 @@ def manifest_figures(report: TaskReport) -> dict[str, Any]:
 # ------------------------------------------------------------------------------------------------------ a run
 
 
-def expected_outputs(tasks: Sequence[str]) -> Callable[[FoundRecording], list[str]]:
+def expected_outputs(tasks: Sequence[str], with_csv: bool = True) -> Callable[[FoundRecording], list[str]]:
     def names(found: FoundRecording) -> list[str]:
-        return [name for task in tasks for name in output_names(found.stem, task)]
+        return [name for task in tasks for name in output_names(found.stem, task)[0 if with_csv else 1:]]
 
     return names
 
@@ -652,7 +660,7 @@ class LoadedScreen:
     def __call__(self, found: FoundRecording) -> FileResult:
         # The local path's two halves, one after the other: the same reports wherever this runs.
         return consume_screen(self.models, self.job.options.threshold, Progress(), found,
-                              produce_screen(self.job.plan, found))
+                              produce_screen(self.job.plan, found), self.job.options.formats)
 
 
 @dataclass
@@ -717,9 +725,9 @@ def run_screen(paths: Sequence[Path], options: ScreenOptions, *, progress: Progr
     result = run_batch(
         found,
         functools.partial(produce_screen, plan),
-        functools.partial(consume_screen, models, options.threshold, progress),
+        functools.partial(consume_screen, models, options.threshold, progress, formats=options.formats),
         tasks=plan.report_tasks,
-        expected_outputs=expected_outputs(plan.report_tasks),
+        expected_outputs=expected_outputs(plan.report_tasks, OutputFormat.csv in options.formats),
         skip_existing=options.skip_existing,
         jobs=options.jobs,
         progress=progress,
@@ -732,6 +740,7 @@ def run_screen(paths: Sequence[Path], options: ScreenOptions, *, progress: Progr
     )
     for out_dir in sorted({item.out_dir for item in found}):
         write_summary(out_dir)
+        writers.write_folder(options.formats, out_dir)
     if len(found) == 1 and found[0].explicit and result.outcomes[0].status == "failed":
         failure = result.outcomes[0].exception
         if failure is not None:

@@ -24,10 +24,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from edf_factory import (  # noqa: E402 - the path insert above makes the sibling importable as a script
     SIGNAL_FIELD_WIDTHS,
-    _pad,
     edf_to_bdf,
     make_discontinuous,
-    read_raw_header,
     records_of,
     tal_block,
 )

@@ -138,6 +138,12 @@ def screen(
     mode: ModeOption = None,
     reader: ReaderOption = Reader.auto,
     aliases: AliasesOption = None,
+    formats: Annotated[Optional[List[str]], typer.Option(
+        "--format", "-f", metavar="WRITERS",
+        help="Writers, comma-separated or repeated: csv, json, html (<stem>.report.html per recording and index.html "
+             "per folder), edf (annotation-only EDF+ per task), tsv (BIDS-style events.tsv + .json per task), all. "
+             "Default csv,json. JSON is always written: --skip-existing and the HTML report (and "
+             "`lumamba report`) read it.")] = None,
     quiet: QuietOption = False,
     as_json: JsonOption = False,
 ) -> None:
@@ -149,6 +155,7 @@ def screen(
     from lumamba_cli import threads
     from lumamba_cli.batch import read_file_list
     from lumamba_cli.screening import ScreenOptions, run_screen
+    from lumamba_cli.writers import parse_formats
 
     if scheduler is not None and executor is not Executor.dask:
         raise typer.BadParameter("--scheduler needs --executor dask", param_hint="--scheduler")
@@ -163,6 +170,7 @@ def screen(
         tasks=tuple(dict.fromkeys(task or [])), head=head, out=out, glob=glob, skip_existing=skip_existing,
         jobs=jobs, device=device, backend=backend.value, batch_size=batch_size, threshold=threshold, mode=mode,
         aliases=aliases, reader=reader, files_from=listed, shard=shard, executor=executor, scheduler=scheduler,
+        formats=parse_formats(formats),
     )
 
     progress: Progress = Progress()
